@@ -1,0 +1,169 @@
+"""Derivation: walk a grammar, asking an Optuna trial for every decision.
+
+Decision names are derivation paths (`trunk.stage.2.block.1.conv.k`,
+`branch.left.tap`, `quant.stage1.w`); a name's domain is the same in every trial. Rules
+with alternative weights use a float decision in [0, 1) mapped through the cumulative
+weights, so uniform samplers honour the PCFG; other choices are categoricals of
+str/int/float labels. Works with `optuna.trial.Trial`, `FixedTrial` (replay) and Ray's
+define-by-run captor alike. Every derivation builds: nothing here retries.
+"""
+
+from __future__ import annotations
+
+import bisect
+from itertools import accumulate
+
+from .grammar import Grammar, Item, Op, Ref
+from .spec import ArchSpec, BranchSpec, OpSpec, Precision, StageSpec
+from .vocab import OPS
+
+
+class _Recorder:
+    """Wraps a trial, recording each decision in order (the genome)."""
+
+    def __init__(self, trial):
+        self.trial = trial
+        self.genome: dict = {}
+
+    def categorical(self, name: str, choices: list):
+        if len(choices) == 1:
+            return choices[0]
+        v = self.trial.suggest_categorical(name, list(choices))
+        self.genome[name] = v
+        return v
+
+    def uniform(self, name: str) -> float:
+        v = self.trial.suggest_float(name, 0.0, 1.0)
+        self.genome[name] = v
+        return v
+
+
+def _typed(choices: tuple) -> list:
+    """Categorical labels of one type: ints, else floats, else strings."""
+    if all(isinstance(c, int) for c in choices):
+        return list(choices)
+    if all(isinstance(c, (int, float)) for c in choices):
+        return [float(c) for c in choices]
+    return [str(c) for c in choices]
+
+
+class _Walker:
+    def __init__(self, g: Grammar, rec: _Recorder):
+        self.g = g
+        self.rec = rec
+
+    def choose(self, name: str, path: str):
+        """The alternative of rule `name` at `path`, and the path its items hang under."""
+        r = self.g.rules[name]
+        if len(r.alts) == 1:
+            return r.alts[0], path
+        if r.weighted:
+            u = self.rec.uniform(f"{path}.alt")
+            cum = list(accumulate(a.weight if a.weight is not None else 1.0 for a in r.alts))
+            alt = r.alts[min(bisect.bisect_right(cum, u * cum[-1]), len(r.alts) - 1)]
+        else:
+            label = self.rec.categorical(f"{path}.alt", [a.label for a in r.alts])
+            alt = next(a for a in r.alts if a.label == label)
+        return alt, f"{path}.{alt.label}"
+
+    def rule(self, name: str, path: str, out: list, tag: str):
+        alt, base = self.choose(name, path)
+        single = len(alt.items) == 1 and len(self.g.rules[name].alts) > 1
+        for it in alt.items:
+            self.item(it, base, out, "head" if name == "head" else tag, skip_key=single)
+
+    def count(self, it: Item, path: str) -> int:
+        if it.lo == it.hi:
+            return it.lo
+        return int(self.rec.categorical(f"{path}.n", list(range(it.lo, it.hi + 1))))
+
+    def item(self, it: Item, path: str, out: list, tag: str, skip_key: bool = False):
+        p = path if skip_key else f"{path}.{it.key}"
+        n = self.count(it, p)
+        for j in range(n):
+            ip = f"{p}.{j}" if it.hi > 1 else p
+            if isinstance(it.atom, Ref):
+                self.rule(it.atom.name, ip, out, tag)
+            else:
+                out.append((tag, self.op(it.atom, ip)))
+
+    def op(self, op: Op, path: str) -> OpSpec:
+        schema = OPS[op.name]
+        vals = {}
+        for pname, ps in schema.params.items():
+            p = op.param(pname)
+            if p is None:
+                vals[pname] = ps.default
+            else:
+                if op.name == "tap":  # branch.<task>.tap
+                    name = path
+                elif op.name == "precision":  # quant.<stage|task>.w
+                    name = f"{path.removesuffix('.precision')}.{pname}"
+                else:
+                    name = f"{path}.{pname}"
+                vals[pname] = self.rec.categorical(name, _typed(p.choices))
+        return OpSpec(op.name, tuple(sorted(vals.items())))
+
+    def stages(self) -> list[list[OpSpec]]:
+        """Each item instance of trunk's chosen alternative is one stage."""
+        alt, base = self.choose("trunk", "trunk")
+        stages = []
+        for it in alt.items:
+            p = f"{base}.{it.key}"
+            n = self.count(it, p)
+            for j in range(n):
+                ip = f"{p}.{j}" if it.hi > 1 else p
+                ops: list = []
+                if isinstance(it.atom, Ref):
+                    self.rule(it.atom.name, ip, ops, "trunk")
+                else:
+                    ops.append(("trunk", self.op(it.atom, ip)))
+                stages.append([o for _, o in ops])
+        return stages
+
+    def precision(self, path: str) -> Precision:
+        if "quant" not in self.g.rules:
+            return Precision()
+        ops: list = []
+        self.rule("quant", path, ops, "quant")
+        (_, op), = ops
+        return Precision(w=op.get("w"), a=op.get("a"))
+
+
+def derive(grammar: Grammar, trial, tasks, input_shape: tuple[int, ...], n_outputs: dict[str, int]) -> ArchSpec:
+    """Walk `grammar` with `trial`; `tasks` are TaskDefs (or idents) in suite order."""
+    rec = _Recorder(trial)
+    w = _Walker(grammar, rec)
+    stages = w.stages()
+    n = len(stages)
+    branches = []
+    for t in tasks:
+        ident = getattr(t, "ident", t)
+        ops: list = []
+        w.rule("branch", f"branch.{ident}", ops, "layer")
+        tap_op = next(o for tag, o in ops if o.op == "tap")
+        at = tap_op.get("at")
+        tap = n if at == "last" else max(1, min(int(at), n))
+        layers = tuple(o for tag, o in ops if tag == "layer" and o.op != "tap")
+        head = tuple(o for tag, o in ops if tag == "head")
+        branches.append([ident, tap, layers, head])
+    used = max(b[1] for b in branches)
+    stage_specs = tuple(StageSpec(tuple(stages[i]), w.precision(f"quant.stage{i + 1}")) for i in range(used))
+    branch_specs = tuple(
+        BranchSpec(ident, tap, layers, head, int(n_outputs[ident]), w.precision(f"quant.{ident}"))
+        for ident, tap, layers, head in branches
+    )
+    return ArchSpec(
+        space=grammar.name,
+        input_shape=tuple(int(x) for x in input_shape),
+        stages=stage_specs,
+        branches=branch_specs,
+        genome=tuple(sorted(rec.genome.items())),
+    )
+
+
+def replay(grammar: Grammar, genome: dict, tasks, input_shape, n_outputs) -> ArchSpec:
+    """Rebuild the ArchSpec a genome came from (optuna FixedTrial)."""
+    import optuna
+
+    return derive(grammar, optuna.trial.FixedTrial(dict(genome)), tasks, input_shape, n_outputs)

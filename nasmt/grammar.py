@@ -1,0 +1,563 @@
+"""The nasmt grammar language: a probabilistic context-free grammar over ops.
+
+    # comments run to the end of the line
+    trunk   = stem stage{2,4}                 # each item of `trunk` is one stage
+    stem    = conv(k=3, c=16|32)
+    stage   = block{1,2} maxpool(k=2)
+    block   = conv(k=3|5, c=32|64) [3]        # [w]: alternative weight (PCFG)
+            | dwsep(k=3|5, c=32|64) [1]       # a line starting with | continues the rule
+    branch  = tap(at=1|2|last) conv(k=3, c=32)? head
+    head    = gap() fc(h=32|64)?
+    quant   = precision(w=fp32|bf16|int8|int4, a=fp32|int8)
+
+Special rules: `trunk` (required; every item instance of its chosen alternative is one
+stage), `branch` (required; derived once per task; each alternative holds exactly one
+`tap(...)`), `quant` (optional; derived once per used stage and per task branch; holds
+one `precision(...)`; without it everything is fp32). Ops under a rule named `head`
+form a branch's head; the output layer (size from the task) is added by the builder.
+
+Repetition: `x{lo,hi}`, `x{n}`, `x?` (= `x{0,1}`). Recursion is rejected: use repetition.
+
+`load_grammar` parses and validates (pure data, no torch); errors carry file:line:col.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import VisitError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from .errors import GrammarError
+from .vocab import IMAGE_OPS, OPS, VECTOR_OPS
+
+MAX_REPEAT = 16
+RESERVED = ("trunk", "branch", "quant")
+
+_LARK = r"""
+start: (rule | _NL)*
+rule: NAME "=" alts _NL
+alts: alt (_OR alt)*
+alt: item* weight?
+weight: "[" NUM "]"
+item: atom repeat?
+atom: NAME "(" [param ("," param)*] ")"   -> op
+    | NAME                               -> ref
+repeat: "{" NUM "," NUM "}"              -> rep_range
+      | "{" NUM "}"                      -> rep_exact
+      | "?"                              -> rep_opt
+param: NAME "=" value (_OR value)*
+value: NUM | NAME
+
+_OR: "|"
+NAME: /[A-Za-z_][A-Za-z0-9_]*/
+NUM: /[-+]?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?/
+_NL: /(\r?\n)+/
+COMMENT: /#[^\n]*/
+%ignore COMMENT
+%ignore /[ \t\f]+/
+"""
+
+_TOKEN_WORDS = {
+    "_NL": "end of line",
+    "_OR": "'|'",
+    "NAME": "a name",
+    "NUM": "a number",
+    "EQUAL": "'='",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "COMMA": "','",
+    "QMARK": "'?'",
+    "$END": "end of file",
+}
+
+
+class _Continuations:
+    """Post-lexer: a newline followed by `|` continues the rule (drop the newline)."""
+
+    always_accept = ("_NL",)
+
+    def process(self, stream):
+        pending = None
+        for tok in stream:
+            if tok.type == "_NL":
+                pending = pending or tok
+                continue
+            if pending is not None:
+                if tok.type != "_OR":
+                    yield pending
+                pending = None
+            yield tok
+        if pending is not None:
+            yield pending
+
+
+_PARSER = Lark(_LARK, parser="lalr", lexer="basic", postlex=_Continuations(), propagate_positions=True, maybe_placeholders=False)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    choices: tuple  # of int | float | str
+    line: int
+    col: int
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    params: tuple[Param, ...]
+    line: int
+    col: int
+
+    def param(self, name: str) -> Param | None:
+        for p in self.params:
+            if p.name == name:
+                return p
+        return None
+
+
+@dataclass(frozen=True)
+class Ref:
+    name: str
+    line: int
+    col: int
+
+
+@dataclass(frozen=True)
+class Item:
+    atom: Op | Ref
+    lo: int = 1
+    hi: int = 1
+    key: str = ""  # name of this item in decision paths, unique in its alternative
+
+
+@dataclass(frozen=True)
+class Alt:
+    items: tuple[Item, ...]
+    weight: float | None
+    label: str  # unique in its rule; the value of the rule's `.alt` decision
+    line: int
+    col: int
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    alts: tuple[Alt, ...]
+    line: int
+    col: int
+
+    @property
+    def weighted(self) -> bool:
+        return any(a.weight is not None for a in self.alts)
+
+
+@dataclass(frozen=True)
+class Grammar:
+    name: str
+    rules: dict  # name -> Rule (insertion ordered)
+    file: str
+    text: str
+
+    def rule(self, name: str) -> Rule:
+        return self.rules[name]
+
+    @property
+    def has_quant(self) -> bool:
+        return "quant" in self.rules
+
+    def uses_image_ops(self) -> bool:
+        return any(
+            isinstance(it.atom, Op) and it.atom.name in IMAGE_OPS
+            for r in self.rules.values()
+            for a in r.alts
+            for it in a.items
+        )
+
+
+# ----------------------------------------------------------------------------- parse
+
+
+def _num(tok: Token):
+    s = str(tok)
+    if re.fullmatch(r"[-+]?[0-9]+", s):
+        return int(s)
+    return float(s)
+
+
+class _RepeatCount(Exception):
+    def __init__(self, tok):
+        self.tok = tok
+
+
+def _count(tok: Token) -> int:
+    if not re.fullmatch(r"[0-9]+", str(tok)):
+        raise _RepeatCount(tok)
+    return int(str(tok))
+
+
+@v_args(meta=True)
+class _Build(Transformer):
+    def start(self, meta, rules):
+        return list(rules)
+
+    def rule(self, meta, ch):
+        name, alts = ch
+        return (str(name), alts, name.line, name.column)
+
+    def alts(self, meta, ch):
+        return list(ch)
+
+    def alt(self, meta, ch):
+        weight = None
+        items = []
+        for c in ch:
+            if isinstance(c, tuple) and c and c[0] == "weight":
+                weight = c
+            else:
+                items.append(c)
+        line = getattr(meta, "line", 0) if not meta.empty else 0
+        col = getattr(meta, "column", 0) if not meta.empty else 0
+        return (items, weight, line, col)
+
+    def weight(self, meta, ch):
+        (tok,) = ch
+        return ("weight", _num(tok), tok.line, tok.column)
+
+    def item(self, meta, ch):
+        atom = ch[0]
+        lo, hi = (1, 1) if len(ch) == 1 else ch[1][:2]
+        rep = None if len(ch) == 1 else ch[1]
+        return (atom, lo, hi, rep)
+
+    def op(self, meta, ch):
+        name = ch[0]
+        params = tuple(c for c in ch[1:] if c is not None)
+        return Op(str(name), params, name.line, name.column)
+
+    def ref(self, meta, ch):
+        (name,) = ch
+        return Ref(str(name), name.line, name.column)
+
+    def rep_range(self, meta, ch):
+        return (_count(ch[0]), _count(ch[1]), ch[0].line, ch[0].column)
+
+    def rep_exact(self, meta, ch):
+        return (_count(ch[0]), _count(ch[0]), ch[0].line, ch[0].column)
+
+    def rep_opt(self, meta, ch):
+        return (0, 1, meta.line, meta.column)
+
+    def param(self, meta, ch):
+        name = ch[0]
+        return Param(str(name), tuple(ch[1:]), name.line, name.column)
+
+    def value(self, meta, ch):
+        (tok,) = ch
+        return str(tok) if tok.type == "NAME" else _num(tok)
+
+
+def _syntax_error(file: str, text: str, e: UnexpectedInput) -> GrammarError:
+    line, col = getattr(e, "line", 0), getattr(e, "column", 0)
+    if isinstance(e, UnexpectedCharacters):
+        ch = text.splitlines()[line - 1][col - 1 : col] if line > 0 else "?"
+        msg = f"unexpected character {ch!r}"
+    elif isinstance(e, UnexpectedToken):
+        tok = e.token
+        if tok.type == "$END":
+            msg = "unexpected end of file"
+        elif tok.type == "_NL":
+            msg = "unexpected end of line"
+        else:
+            msg = f"unexpected {str(tok)!r}"
+        expected = sorted({_TOKEN_WORDS.get(t, t) for t in e.expected if not t.startswith("__")})
+        if expected and len(expected) <= 6:
+            msg += f" (expected {', '.join(expected)})"
+        if line in (None, -1) or tok.type == "$END":
+            lines = text.splitlines() or [""]
+            line, col = len(lines), len(lines[-1]) + 1
+    elif isinstance(e, UnexpectedEOF):
+        lines = text.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+        msg = "unexpected end of file"
+    else:  # pragma: no cover
+        msg = str(e).splitlines()[0]
+    return GrammarError(f"{file}:{line}:{col}: syntax error: {msg}")
+
+
+def parse_grammar(text: str, file: str = "<grammar>", name: str | None = None) -> Grammar:
+    """Parse and validate grammar text. Raises GrammarError (file:line:col: message)."""
+    if not isinstance(text, str):
+        raise GrammarError(f"{file}: grammar text must be a string")
+    if "\x00" in text:
+        raise GrammarError(f"{file}: not a text file (NUL byte)")
+    src = text if text.endswith("\n") else text + "\n"
+    try:
+        tree = _PARSER.parse(src)
+    except UnexpectedInput as e:
+        raise _syntax_error(file, src, e) from None
+    try:
+        raw_rules = _Build().transform(tree)
+    except VisitError as e:
+        if isinstance(e.orig_exc, _RepeatCount):
+            t = e.orig_exc.tok
+            raise GrammarError(f"{file}:{t.line}:{t.column}: repetition count must be a non-negative integer (got {t})") from None
+        raise
+    rules: dict[str, Rule] = {}
+    for rname, raw_alts, line, col in raw_rules:
+        if rname in rules:
+            r0 = rules[rname]
+            raise GrammarError(f"{file}:{line}:{col}: rule '{rname}' is defined twice (first at line {r0.line})")
+        alts = []
+        labels: dict[str, int] = {}
+        for items_raw, weight, aline, acol in raw_alts:
+            items = []
+            keys: dict[str, int] = {}
+            for atom, lo, hi, rep in items_raw:
+                if rep is not None:
+                    if lo > hi:
+                        raise GrammarError(f"{file}:{rep[2]}:{rep[3]}: repetition {{{lo},{hi}}}: lower bound exceeds upper bound")
+                    if hi == 0:
+                        raise GrammarError(f"{file}:{rep[2]}:{rep[3]}: repetition {{{lo},{hi}}} never produces anything")
+                    if hi > MAX_REPEAT:
+                        raise GrammarError(f"{file}:{rep[2]}:{rep[3]}: repetition upper bound {hi} exceeds {MAX_REPEAT}")
+                keys[atom.name] = keys.get(atom.name, 0) + 1
+                items.append((atom, lo, hi))
+            seen: dict[str, int] = {}
+            final = []
+            for atom, lo, hi in items:
+                key = atom.name
+                if keys[key] > 1:
+                    seen[key] = seen.get(key, 0) + 1
+                    key = f"{key}{seen[key]}"
+                final.append(Item(atom, lo, hi, key))
+            if not final:
+                aline, acol = (aline or line), (acol or col)
+                raise GrammarError(f"{file}:{aline}:{acol}: rule '{rname}' has an empty alternative (write identity() for 'nothing')")
+            w = None
+            if weight is not None:
+                w = float(weight[1])
+                if not w > 0:
+                    raise GrammarError(f"{file}:{weight[2]}:{weight[3]}: alternative weight must be positive (got {weight[1]})")
+            base = final[0].atom.name
+            labels[base] = labels.get(base, 0) + 1
+            alts.append([final, w, aline or final[0].atom.line, acol or final[0].atom.col, base])
+        counts: dict[str, int] = {}
+        for a in alts:
+            counts[a[4]] = counts.get(a[4], 0) + 1
+        seen_l: dict[str, int] = {}
+        done = []
+        for final, w, aline, acol, base in alts:
+            label = base
+            if counts[base] > 1:
+                seen_l[base] = seen_l.get(base, 0) + 1
+                label = f"{base}{seen_l[base]}"
+            done.append(Alt(tuple(final), w, label, aline, acol))
+        rules[rname] = Rule(rname, tuple(done), line, col)
+    g = Grammar(name=name or Path(file).stem, rules=rules, file=file, text=text)
+    validate(g)
+    return g
+
+
+def load_grammar(path: str | Path) -> Grammar:
+    path = Path(path)
+    if not path.is_file():
+        raise GrammarError(f"{path}: grammar file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise GrammarError(f"{path}: not a UTF-8 text file ({e.reason})") from None
+    return parse_grammar(text, file=str(path))
+
+
+# ----------------------------------------------------------------------------- validate
+
+
+def _refs(rule: Rule):
+    for a in rule.alts:
+        for it in a.items:
+            if isinstance(it.atom, Ref):
+                yield it.atom
+
+
+def _ops(rule: Rule):
+    for a in rule.alts:
+        for it in a.items:
+            if isinstance(it.atom, Op):
+                yield it, it.atom
+
+
+def validate(g: Grammar) -> None:
+    f = g.file
+    if not g.rules:
+        raise GrammarError(f"{f}:1:1: the grammar defines no rules (need at least 'trunk' and 'branch')")
+    for req in ("trunk", "branch"):
+        if req not in g.rules:
+            raise GrammarError(f"{f}: missing required rule '{req}'")
+    # undefined references
+    for r in g.rules.values():
+        for ref in _refs(r):
+            if ref.name not in g.rules:
+                hint = ""
+                if ref.name in OPS:
+                    hint = f" (to use the op, write {ref.name}(...))"
+                raise GrammarError(f"{f}:{ref.line}:{ref.col}: undefined rule '{ref.name}'{hint}")
+    # recursion (cycles in the reference graph)
+    state: dict[str, int] = {}
+
+    def visit(name: str, stack: list[str]):
+        state[name] = 1
+        for ref in _refs(g.rules[name]):
+            if state.get(ref.name) == 1:
+                cyc = stack[stack.index(ref.name):] + [ref.name] if ref.name in stack else [name, ref.name]
+                raise GrammarError(
+                    f"{f}:{ref.line}:{ref.col}: rule '{ref.name}' is recursive ({' -> '.join(cyc)}); use bounded repetition like {ref.name}{{1,4}}"
+                )
+            if state.get(ref.name) is None:
+                visit(ref.name, stack + [ref.name])
+        state[name] = 2
+
+    for name in g.rules:
+        if name not in state:
+            visit(name, [name])
+    # unused rules
+    reach: set[str] = set()
+    todo = [r for r in RESERVED if r in g.rules]
+    while todo:
+        n = todo.pop()
+        if n in reach:
+            continue
+        reach.add(n)
+        todo.extend(ref.name for ref in _refs(g.rules[n]))
+    for r in g.rules.values():
+        if r.name not in reach:
+            raise GrammarError(f"{f}:{r.line}:{r.col}: rule '{r.name}' is never used (not reachable from trunk, branch or quant)")
+    for r in ("trunk", "branch", "quant"):
+        if r in g.rules and any(ref.name in RESERVED for ref in _refs(g.rules[r])):
+            ref = next(ref for ref in _refs(g.rules[r]) if ref.name in RESERVED)
+            raise GrammarError(f"{f}:{ref.line}:{ref.col}: rule '{r}' may not refer to the special rule '{ref.name}'")
+    # ops and parameters
+    for r in g.rules.values():
+        for it, op in _ops(r):
+            schema = OPS.get(op.name)
+            if schema is None:
+                hint = " (a rule of that name exists: drop the parentheses)" if op.name in g.rules else ""
+                raise GrammarError(
+                    f"{f}:{op.line}:{op.col}: unknown op '{op.name}'{hint} (known ops: {', '.join(sorted(OPS))})"
+                )
+            seen = set()
+            for p in op.params:
+                if p.name in seen:
+                    raise GrammarError(f"{f}:{p.line}:{p.col}: {op.name}: parameter '{p.name}' given twice")
+                seen.add(p.name)
+                ps = schema.params.get(p.name)
+                if ps is None:
+                    known = ", ".join(schema.params) or "none"
+                    raise GrammarError(f"{f}:{p.line}:{p.col}: {op.name}: unknown parameter '{p.name}' (takes: {known})")
+                if len(set(p.choices)) != len(p.choices):
+                    raise GrammarError(f"{f}:{p.line}:{p.col}: {op.name}.{p.name}: a choice is listed twice")
+                for v in p.choices:
+                    why = ps.check(v)
+                    if why:
+                        raise GrammarError(f"{f}:{p.line}:{p.col}: {op.name}.{p.name}={v}: {why}")
+            for pname, ps in schema.params.items():
+                if ps.default is None and pname not in seen:
+                    raise GrammarError(f"{f}:{op.line}:{op.col}: {op.name}: missing required parameter '{pname}'")
+            if schema.kind == "tap" and r.name != "branch":
+                raise GrammarError(f"{f}:{op.line}:{op.col}: tap(...) may only appear in the 'branch' rule")
+            if schema.kind == "precision" and r.name != "quant":
+                raise GrammarError(f"{f}:{op.line}:{op.col}: precision(...) may only appear in the 'quant' rule")
+            if schema.kind in ("tap", "precision") and (it.lo, it.hi) != (1, 1):
+                raise GrammarError(f"{f}:{op.line}:{op.col}: {op.name}(...) cannot be repeated or optional")
+            if r.name == "quant" and schema.kind != "precision":
+                raise GrammarError(f"{f}:{op.line}:{op.col}: the 'quant' rule holds only precision(...) ops")
+    for a in g.rules["branch"].alts:
+        taps = [it for it in a.items if isinstance(it.atom, Op) and it.atom.name == "tap"]
+        if len(taps) != 1:
+            raise GrammarError(
+                f"{f}:{a.line}:{a.col}: each alternative of 'branch' needs exactly one tap(at=...) (found {len(taps)})"
+            )
+    if "quant" in g.rules:
+        for a in g.rules["quant"].alts:
+            if len(a.items) != 1 or not isinstance(a.items[0].atom, Op):
+                raise GrammarError(f"{f}:{a.line}:{a.col}: each alternative of 'quant' is one precision(...) op")
+    _check_shapes(g)
+
+
+def _kinds(g: Grammar, name: str, memo: dict) -> tuple[bool, bool]:
+    """(may contain an image op, may contain a vector/flatten op) for a rule."""
+    if name in memo:
+        return memo[name]
+    img = vec = False
+    for a in g.rules[name].alts:
+        for it in a.items:
+            i, v = _item_kinds(g, it, memo)
+            img, vec = img or i, vec or v
+    memo[name] = (img, vec)
+    return img, vec
+
+
+def _item_kinds(g: Grammar, it: Item, memo: dict) -> tuple[bool, bool]:
+    if isinstance(it.atom, Ref):
+        return _kinds(g, it.atom.name, memo)
+    return it.atom.name in IMAGE_OPS, it.atom.name in VECTOR_OPS
+
+
+def _check_shapes(g: Grammar) -> None:
+    """Every derivation must build: no image op may follow a vector op."""
+    memo: dict = {}
+    f = g.file
+
+    def check_seq(items, trunk_vec: bool):
+        vec_seen = trunk_vec
+        for it in items:
+            img, vec = _item_kinds(g, it, memo)
+            if img and vec_seen:
+                a = it.atom
+                raise GrammarError(
+                    f"{f}:{a.line}:{a.col}: '{a.name}' may apply an image op after a vector op "
+                    "(gap/flatten/fc); put image ops first"
+                )
+            if img and vec and it.hi > 1:
+                a = it.atom
+                raise GrammarError(
+                    f"{f}:{a.line}:{a.col}: repeating '{a.name}' may apply an image op after a vector op"
+                )
+            vec_seen = vec_seen or vec
+        return vec_seen
+
+    for r in g.rules.values():
+        for a in r.alts:
+            check_seq(a.items, False)
+    trunk_vec = any(_kinds(g, "trunk", memo)[1] for _ in [0])
+    if trunk_vec:
+        for a in g.rules["branch"].alts:
+            for it in a.items:
+                if _item_kinds(g, it, memo)[0]:
+                    at = it.atom
+                    raise GrammarError(
+                        f"{f}:{at.line}:{at.col}: branch may apply an image op to a trunk stage that is already a vector"
+                    )
+
+
+def check_compatible(g: Grammar, image_input: bool, suite_file: str = "<suite>") -> None:
+    """Refuse a conv space on vector data (and say which op)."""
+    if image_input:
+        return
+    for r in g.rules.values():
+        for it, op in _ops(r):
+            if op.name in IMAGE_OPS:
+                raise GrammarError(
+                    f"{g.file}:{op.line}:{op.col}: op '{op.name}' needs image input, but the task suite "
+                    f"{suite_file} gives vectors (use an MLP space such as search_spaces/mlp.grammar)"
+                )
