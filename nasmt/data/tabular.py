@@ -1,0 +1,377 @@
+"""Tabular sources: ``csv``, ``parquet`` and ``npz``.
+
+Reading
+    * ``csv``: ``pandas.read_csv`` (header row required); ``parquet``: ``pandas.read_parquet``.
+    * ``npz``: ``numpy.load(allow_pickle=False)``. Every 1-D array is one column, named
+      by its key. Every 2-D array ``K`` of shape (N, D) is a block of D numeric feature
+      columns named ``K[0]`` ... ``K[D-1]``; writing ``K`` in ``data.features`` selects the
+      whole block (so the usual layout ``x`` (N, D) + ``y`` (N,) works with
+      ``target = "y"``). All arrays must have the same length N; arrays of other ranks
+      and object arrays are errors. A 2-D block cannot be a target or categorical.
+
+Columns
+    Features are ``data.features`` or every column that is no task's target.
+    Categorical features are ``data.categorical`` or, when that is not given, the
+    features of object / string / category / bool dtype. Categoricals are one-hot
+    encoded over the sorted values seen in the training split (a value not seen there,
+    or a missing value, encodes as all zeros; names ``"col=value"``). Numeric features
+    are standardized with the training mean and std (std 0 -> 1), missing values are
+    imputed with the training mean (i.e. 0 after standardizing; an all-missing column
+    becomes all zeros).
+
+Targets
+    Rows where any task's target is missing are dropped before splitting.
+    * multiclass: class index over the sorted distinct values of the whole column
+      (integral floats are shown as integers in ``class_labels``).
+    * binary: 0/1. With ``positive`` set, rows equal to it are 1 and all others 0 (the
+      value must occur). Without it the column must hold exactly two values (0/1,
+      False/True, or two strings); the sorted-second one is positive.
+    * regression: float32 in the column's own units; the column must be numeric.
+
+Splits
+    Rows are shuffled with ``split_seed`` (default 0); the first ``test_fraction``
+    (default 0.2) go to test, the next ``val_fraction`` (default 0.1) to val, the rest to
+    train (at least one row each). ``n_train`` / ``n_val`` / ``n_test`` then keep the
+    first n rows of each split. Same file + suite -> byte-identical arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from ..tasks import TaskSuite
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer():
+        return str(int(v))
+    if isinstance(v, (np.generic,)):
+        v = v.item()
+    return str(v)
+
+
+def _list(cols, limit: int = 12) -> str:
+    cols = [str(c) for c in cols]
+    s = ", ".join(cols[:limit])
+    return s + (f", ... ({len(cols)} in all)" if len(cols) > limit else "")
+
+
+def _read(suite: TaskSuite) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """The file as a DataFrame, plus npz 2-D blocks: block name -> its column names."""
+    f, src, path = suite.file, suite.data.source, suite.data.path
+    if path is None:
+        raise DataError(f"{f}: data.path: source {src!r} needs a data file")
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{f}: data.path: file not found: {path}")
+    blocks: dict[str, list[str]] = {}
+    try:
+        if src == "csv":
+            df = pd.read_csv(path)
+        elif src == "parquet":
+            df = pd.read_parquet(path)
+        elif src == "npz":
+            cols: dict[str, np.ndarray] = {}
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            lengths = {k: a.shape[0] for k, a in arrays.items() if a.ndim >= 1}
+            if len(set(lengths.values())) > 1:
+                raise _Bad(f"arrays have different lengths ({', '.join(f'{k}: {n}' for k, n in lengths.items())})")
+            for k, a in arrays.items():
+                if a.ndim == 1:
+                    cols[k] = a
+                elif a.ndim == 2:
+                    if a.dtype.kind not in "biuf":
+                        raise _Bad(f"2-D array {k!r} must be numeric (got {a.dtype})")
+                    names = [f"{k}[{j}]" for j in range(a.shape[1])]
+                    blocks[k] = names
+                    for j, n in enumerate(names):
+                        cols[n] = a[:, j]
+                else:
+                    raise _Bad(f"array {k!r} has {a.ndim} dimensions (expected 1-D columns or a 2-D feature block)")
+            df = pd.DataFrame(cols)
+        else:  # pragma: no cover - load_suite validates sources
+            raise DataError(f"{f}: data.source: {src!r} is not a tabular source")
+    except _Bad as e:
+        raise DataError(f"{f}: data.path: cannot use {path.name}: {e}") from None
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any read failure is a bad file
+        msg = " ".join(str(e).split()) or type(e).__name__
+        raise DataError(f"{f}: data.path: cannot read {path.name} as {src}: {msg}") from None
+    df.columns = [str(c) for c in df.columns]
+    if df.columns.duplicated().any():
+        dup = df.columns[df.columns.duplicated()][0]
+        raise DataError(f"{f}: data.path: {path.name} has two columns named {dup!r}")
+    return df, blocks
+
+
+class _Bad(Exception):
+    pass
+
+
+def _is_categorical_dtype(s: pd.Series) -> bool:
+    return (
+        s.dtype == object
+        or isinstance(s.dtype, pd.CategoricalDtype)
+        or pd.api.types.is_string_dtype(s.dtype)
+        or pd.api.types.is_bool_dtype(s.dtype)
+    )
+
+
+def _is_numeric(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
+
+
+def _values(s: pd.Series) -> np.ndarray:
+    """Distinct non-missing values, sorted (numbers numerically, else by text)."""
+    v = s.dropna().unique()
+    v = np.asarray(v.tolist() if hasattr(v, "tolist") else list(v), dtype=object)
+    try:
+        return np.asarray(sorted(v.tolist()), dtype=object)
+    except TypeError:
+        return np.asarray(sorted(v.tolist(), key=str), dtype=object)
+
+
+def split_indices(n: int, opts: dict) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(int(opts.get("split_seed", 0)))
+    perm = rng.permutation(n)
+    n_test = max(1, int(round(n * float(opts.get("test_fraction", 0.2)))))
+    n_val = max(1, int(round(n * float(opts.get("val_fraction", 0.1)))))
+    out = {"test": perm[:n_test], "val": perm[n_test : n_test + n_val], "train": perm[n_test + n_val :]}
+    for s in ("train", "val", "test"):
+        cap = opts.get(f"n_{s}")
+        if cap is not None:
+            out[s] = out[s][: int(cap)]
+    return out
+
+
+def load_tabular(suite: TaskSuite):
+    from . import PreparedData
+
+    f = suite.file
+    df, blocks = _read(suite)
+    fname = Path(suite.data.path).name
+    columns = list(df.columns)
+    block_cols = {c for names in blocks.values() for c in names}
+    visible = [c for c in columns if c not in block_cols] + list(blocks)  # names a user may write
+
+    # --- targets exist
+    for i, t in enumerate(suite.tasks):
+        if t.target in blocks:
+            raise DataError(f"{f}: tasks[{i}].target: {t.target!r} in {fname} is a 2-D feature block, not a column")
+        if t.target not in df.columns:
+            raise DataError(f"{f}: tasks[{i}].target: column {t.target!r} not in {fname} (columns: {_list(visible)})")
+    targets = {t.target for t in suite.tasks}
+
+    # --- features
+    if suite.data.features is not None:
+        feats: list[str] = []
+        for c in suite.data.features:
+            if c in blocks:
+                feats += blocks[c]
+            elif c in df.columns:
+                feats.append(c)
+            else:
+                raise DataError(f"{f}: data.features: column {c!r} not in {fname} (columns: {_list(visible)})")
+            if c in targets:  # load_suite checks this too
+                raise DataError(f"{f}: data.features: column {c!r} is also a task target")
+    else:
+        feats = [c for c in columns if c not in targets]
+    feats = list(dict.fromkeys(feats))
+    if not feats:
+        raise DataError(f"{f}: data.features: no feature columns left in {fname} (every column is a task target)")
+
+    # --- categorical
+    if suite.data.categorical is not None:
+        cats = []
+        for c in suite.data.categorical:
+            if c in blocks or c in block_cols:
+                raise DataError(f"{f}: data.categorical: {c!r} is a numeric 2-D block in {fname}; it cannot be categorical")
+            if c not in feats:
+                where = "is not a feature" if c in df.columns else f"not in {fname}"
+                raise DataError(f"{f}: data.categorical: column {c!r} {where} (features: {_list(feats)})")
+            cats.append(c)
+        cats_set = set(cats)
+        for c in feats:
+            if c not in cats_set and not _is_numeric(df[c]):
+                raise DataError(
+                    f"{f}: data.categorical: column {c!r} holds non-numeric values ({df[c].dtype}); "
+                    "list it in data.categorical or drop it from data.features"
+                )
+    else:
+        cats_set = set()
+        for c in feats:
+            if _is_categorical_dtype(df[c]):
+                cats_set.add(c)
+            elif not _is_numeric(df[c]):
+                raise DataError(
+                    f"{f}: data.features: column {c!r} has unsupported type {df[c].dtype} (numbers or categories only)"
+                )
+
+    # --- drop rows with a missing target
+    keep = np.ones(len(df), dtype=bool)
+    for t in suite.tasks:
+        keep &= df[t.target].notna().to_numpy()
+    for i, t in enumerate(suite.tasks):
+        if t.kind == "regression":
+            col = df[t.target]
+            if not _is_numeric(col):
+                raise DataError(
+                    f"{f}: tasks[{i}].target: regression target {t.target!r} must be numeric (got {col.dtype})"
+                )
+            keep &= np.isfinite(col.to_numpy(dtype=np.float64, na_value=np.nan))
+    df = df.loc[keep].reset_index(drop=True)
+    if len(df) == 0:
+        raise DataError(f"{f}: data.path: {fname} has no usable rows (every row is missing a task target)")
+
+    # --- encode targets (whole column)
+    y_all: dict[str, np.ndarray] = {}
+    n_outputs: dict[str, int] = {}
+    class_labels: dict[str, list[str]] = {}
+    for i, t in enumerate(suite.tasks):
+        col = df[t.target]
+        where = f"{f}: tasks[{i}]"
+        if t.kind == "regression":
+            y_all[t.ident] = col.to_numpy(dtype=np.float64).astype(np.float32)
+            n_outputs[t.ident] = 1
+            continue
+        vals = _values(col)
+        if len(vals) < 2:
+            only = _fmt(vals[0]) if len(vals) else "nothing"
+            raise DataError(f"{where}.target: column {t.target!r} has a single class ({only}); nothing to learn")
+        obj = col.to_numpy(dtype=object)
+        if t.kind == "multiclass":
+            lookup = {_key(v): k for k, v in enumerate(vals.tolist())}
+            y_all[t.ident] = np.asarray([lookup[_key(v)] for v in obj.tolist()], dtype=np.int64)
+            n_outputs[t.ident] = len(vals)
+            class_labels[t.ident] = [_fmt(v) for v in vals]
+        else:  # binary
+            if t.positive is not None:
+                pos = t.positive
+                mask = _equals(obj, pos)
+                if not mask.any():
+                    raise DataError(
+                        f"{where}.positive: value {pos!r} does not occur in column {t.target!r} "
+                        f"(values: {_list([_fmt(v) for v in vals])})"
+                    )
+                others = [v for v in vals.tolist() if not _equals(np.asarray([v], dtype=object), pos)[0]]
+                neg = _fmt(others[0]) if len(others) == 1 else f"not {_fmt(pos)}"
+                class_labels[t.ident] = [neg, _fmt(pos)]
+            else:
+                if len(vals) != 2:
+                    raise DataError(
+                        f"{where}.target: binary target {t.target!r} has {len(vals)} values "
+                        f"({_list([_fmt(v) for v in vals], 6)}); set tasks[{i}].positive or use kind = \"multiclass\""
+                    )
+                pos = vals[1]
+                mask = np.asarray([v == pos for v in obj.tolist()], dtype=bool)
+                class_labels[t.ident] = [_fmt(vals[0]), _fmt(vals[1])]
+            y_all[t.ident] = mask.astype(np.float32)
+            n_outputs[t.ident] = 1
+
+    # --- split
+    idx = split_indices(len(df), suite.data.options)
+    if len(idx["train"]) < 1:
+        raise DataError(
+            f"{f}: data.path: {fname} has only {len(df)} usable rows; too few for train/val/test splits"
+        )
+
+    # --- encode features with train statistics
+    tr = idx["train"]
+    blocks_out: dict[str, list[np.ndarray]] = {s: [] for s in idx}
+    names: list[str] = []
+    for c in feats:
+        col = df[c]
+        if c in cats_set:
+            train_vals = _values(col.iloc[tr])
+            keys = [_key(v) for v in train_vals.tolist()]
+            pos_of = {k: j for j, k in enumerate(keys)}
+            codes = np.asarray(
+                [pos_of.get(_key(v), -1) if not _isna(v) else -1 for v in col.to_numpy(dtype=object).tolist()],
+                dtype=np.int64,
+            )
+            names += [f"{c}={_fmt(v)}" for v in train_vals.tolist()]
+            for s, ix in idx.items():
+                oh = np.zeros((len(ix), len(keys)), dtype=np.float32)
+                cs = codes[ix]
+                ok = cs >= 0
+                oh[np.flatnonzero(ok), cs[ok]] = 1.0
+                blocks_out[s].append(oh)
+        else:
+            v = col.to_numpy(dtype=np.float64, na_value=np.nan)
+            v = np.where(np.isfinite(v), v, np.nan)
+            t = v[tr]
+            finite = t[~np.isnan(t)]
+            mean = float(finite.mean()) if len(finite) else 0.0
+            std = float(finite.std()) if len(finite) else 1.0
+            if not (std > 1e-12 and math.isfinite(std)):
+                std = 1.0
+            z = (np.where(np.isnan(v), mean, v) - mean) / std
+            names.append(c)
+            for s, ix in idx.items():
+                blocks_out[s].append(z[ix].astype(np.float32)[:, None])
+    x = {
+        s: (np.concatenate(b, axis=1) if b else np.zeros((len(idx[s]), 0), np.float32)).astype(np.float32)
+        for s, b in blocks_out.items()
+    }
+    x = {s: np.ascontiguousarray(x[s]) for s in ("train", "val", "test")}
+    if x["train"].shape[1] == 0:
+        raise DataError(f"{f}: data.features: the features encode to zero columns (no categories in the training rows)")
+    y = {s: {k: np.ascontiguousarray(a[idx[s]]) for k, a in y_all.items()} for s in ("train", "val", "test")}
+    target_stats = {}
+    for t in suite.tasks:
+        if t.kind == "regression":
+            a = y["train"][t.ident].astype(np.float64)
+            target_stats[t.ident] = (float(a.mean()), float(a.std()) if a.std() > 0 else 1.0)
+    return PreparedData(
+        x=x,
+        y=y,
+        input_shape=(x["train"].shape[1],),
+        n_outputs=n_outputs,
+        class_labels=class_labels,
+        feature_names=names,
+        target_stats=target_stats,
+        meta={"source": suite.data.source, "rows": {s: idx[s].copy() for s in ("train", "val", "test")}, "n_rows": len(df)},
+    )
+
+
+def _isna(v) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _key(v):
+    """Hashable key so 1 and 1.0 (and numpy scalars) match."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+def _equals(obj: np.ndarray, pos) -> np.ndarray:
+    """Rows of an object array equal to `pos`; falls back to comparing text forms."""
+    def same(v) -> bool:
+        if _isna(v):
+            return False
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(pos, bool) or isinstance(v, bool):
+            if isinstance(pos, bool) and isinstance(v, bool):
+                return v == pos
+            if isinstance(pos, str):
+                return str(v).lower() == pos.lower()
+            return isinstance(v, (int, float)) and isinstance(pos, (int, float)) and v == pos
+        if isinstance(pos, (int, float)) and isinstance(v, (int, float)):
+            return v == pos
+        return _fmt(v) == _fmt(pos) if not isinstance(v, str) or not isinstance(pos, str) else v == pos
+
+    return np.asarray([same(v) for v in obj.tolist()], dtype=bool)
