@@ -277,3 +277,25 @@ def _parse_task(t, i: int, taken: set[str], file: str) -> TaskDef:
 def task_error(metric: str, value: float) -> float:
     """Error (lower is better) from a metric value: 1 - accuracy/AUC, or MAE/RMSE itself."""
     return 1.0 - value if HIGHER_IS_BETTER[metric] else value
+
+
+def suite_from_json(d: dict, file: str = "<run>") -> TaskSuite:
+    """Inverse of TaskSuite.to_dict() (as stored in a run directory)."""
+    dd = dict(d["data"])
+    src, path = dd.pop("source"), dd.pop("path", None)
+    feats, cats = dd.pop("features", None), dd.pop("categorical", None)
+    data = DataDef(
+        source=src,
+        path=Path(path) if path else None,
+        features=tuple(feats) if feats is not None else None,
+        categorical=tuple(cats) if cats is not None else None,
+        options=dd,
+    )
+    tasks = tuple(
+        TaskDef(
+            name=t["name"], ident=t["ident"], kind=t["kind"], target=t["target"], metric=t["metric"],
+            weight=float(t.get("weight", 1.0)), positive=t.get("positive"),
+        )
+        for t in d["tasks"]
+    )
+    return TaskSuite(name=d["name"], data=data, tasks=tasks, file=file)

@@ -30,7 +30,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     time_limit_s: float | None = None  # TrialError past this many seconds
-    eval_batch_size: int = 2048
+    eval_batch_size: int = 256
 
 
 def tensors(data, split: str, device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -98,7 +98,7 @@ def train(model: torch.nn.Module, suite: TaskSuite, data, cfg: TrainConfig, on_e
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 2048) -> dict[str, torch.Tensor]:
+def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
     model.eval()
     outs: dict[str, list] = {}
     for i in range(0, x.shape[0], batch_size):
@@ -154,6 +154,6 @@ def metrics_from_outputs(suite: TaskSuite, data, out: dict, ys: dict, prefix: st
     return res
 
 
-def evaluate(model, suite: TaskSuite, data, split: str, device="cpu", prefix: str = "", batch_size: int = 2048) -> dict:
+def evaluate(model, suite: TaskSuite, data, split: str, device="cpu", prefix: str = "", batch_size: int = 256) -> dict:
     x, ys = tensors(data, split, torch.device(device))
     return metrics_from_outputs(suite, data, predict(model, x, batch_size), ys, prefix)

@@ -1,0 +1,228 @@
+"""nasmt command line: a thin layer over the public API.
+
+Every user mistake is a UserError: one line on stderr, exit code 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SPACE = ROOT / "search_spaces" / "conv.grammar"
+DEFAULT_SUITE = ROOT / "tasks" / "multimnist.toml"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors: one line, exit 2
+        self.print_usage(sys.stderr)
+        print(f"nasmt: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _add_search_args(p: argparse.ArgumentParser, quick: bool = False):
+    p.add_argument("--space", default=str(DEFAULT_SPACE) if quick else None, required=not quick,
+                   help="grammar file (search_spaces/*.grammar)")
+    p.add_argument("--tasks", default=str(DEFAULT_SUITE) if quick else None, required=not quick,
+                   help="task suite file (tasks/*.toml)")
+    p.add_argument("--out", required=not quick, default="runs/quickstart" if quick else None, help="run directory to create")
+    p.add_argument("--objectives", default="mean_error,params",
+                   help="comma-separated objectives, each optionally :min or :max "
+                   "(mean_error, params, flops, size_bytes, latency_ms, <task>.<metric>, <task>.error)")
+    p.add_argument("--trials", type=int, default=12 if quick else 16, help="number of complete trials wanted")
+    p.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2", "random"])
+    p.add_argument("--epochs", type=float, default=3.0 if quick else 1.0, help="training budget per trial, in epochs")
+    p.add_argument("--steps", type=int, default=None, help="training budget in optimizer steps (overrides --epochs)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPU share per trial, e.g. 0.25")
+    p.add_argument("--address", default=None, help="join an existing Ray cluster (HOST:PORT) instead of starting one")
+    p.add_argument("--max-concurrent", type=int, default=None, help="cap on trials running at once")
+    p.add_argument("--trial-timeout", type=float, default=None, help="seconds of training after which a trial fails")
+    p.add_argument("--max-failures", type=int, default=10, help="stop the search cleanly after this many failed trials")
+    p.add_argument("--early-stop", action="store_true", help="stop weak trials early (ASHA on validation mean_error)")
+    p.add_argument("--inject-fault", dest="fault", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--quiet", action="store_true")
+
+
+def _search_config(a) -> "SearchConfig":
+    from .search import SearchConfig
+
+    return SearchConfig(
+        space=a.space, tasks=a.tasks, out=a.out, objectives=a.objectives, trials=a.trials, sampler=a.sampler,
+        epochs=a.epochs, steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
+        cpus_per_trial=a.cpus_per_trial, gpus_per_trial=a.gpus_per_trial, address=a.address,
+        max_concurrent=a.max_concurrent, trial_timeout=a.trial_timeout, max_failures=a.max_failures,
+        early_stop=a.early_stop, fault=a.fault, quiet=a.quiet,
+    )
+
+
+def cmd_validate(a):
+    from .grammar import check_compatible, load_grammar
+
+    for f in a.grammars:
+        g = load_grammar(f)
+        if a.tasks:
+            from .tasks import load_suite
+
+            s = load_suite(a.tasks)
+            check_compatible(g, s.is_image, s.file)
+        n_dec = sum(len(r.alts) > 1 for r in g.rules.values())
+        print(f"{f}: ok ({len(g.rules)} rules, {n_dec} with alternatives, quantization {'searched' if g.has_quant else 'fp32'})")
+
+
+def cmd_sample(a):
+    import optuna
+
+    from .build import build, cost
+    from .data import load_data
+    from .derive import derive
+    from .grammar import check_compatible, load_grammar
+    from .tasks import load_suite
+
+    if a.n < 1:
+        raise UserError(f"-n: must be at least 1 (got {a.n})")
+    g = load_grammar(a.grammar)
+    suite = load_suite(a.tasks)
+    check_compatible(g, suite.is_image, suite.file)
+    data = load_data(suite)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=a.seed))
+    for i in range(a.n):
+        t = study.ask()
+        spec = derive(g, t, suite.tasks, data.input_shape, data.n_outputs)
+        c = cost(build(spec), spec.input_shape)
+        if a.json:
+            import json
+
+            print(json.dumps({**spec.to_json(), "params": c["params"], "flops": c["flops"]}, sort_keys=True))
+        else:
+            print(f"# sample {i}: {c['params']:,} params, {c['flops']:,} FLOPs")
+            print(spec.describe())
+        study.tell(t, 0.0)
+
+
+def cmd_search(a):
+    from .search import run_search
+
+    if a.resume:
+        from .search import SearchConfig
+
+        run_search(SearchConfig(space="", tasks="", out=a.resume, quiet=a.quiet), resume=True)
+        return
+    for need in ("space", "tasks", "out"):
+        if getattr(a, need) is None:
+            raise UserError(f"--{need}: required (or --resume RUN to continue a search)")
+    run_search(_search_config(a))
+
+
+def cmd_quickstart(a):
+    from .report import write_report
+    from .search import run_search
+
+    out = run_search(_search_config(a))
+    path = write_report([out])
+    print(f"report: {path}")
+
+
+def cmd_report(a):
+    from .report import write_report
+
+    path = write_report([Path(r) for r in a.runs], out=a.output, objectives=a.objectives)
+    print(path)
+
+
+def cmd_export(a):
+    from .export import export_run
+
+    out = export_run(
+        Path(a.run), Path(a.out), trial=a.trial, pick=a.pick, retrain_epochs=a.retrain_epochs,
+        objectives=a.objectives, quantized=not a.no_quantized,
+    )
+    print(out)
+
+
+def cmd_dashboard(a):
+    from .dashboard import serve
+
+    serve([Path(r) for r in a.runs], host=a.host, port=a.port, objectives=a.objectives, open_browser=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="nasmt", description="Multi-task neural architecture search (Ray Tune + Optuna + Plotly).")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+
+    v = sub.add_parser("validate", help="check grammar files", description="Parse and validate grammar files.")
+    v.add_argument("grammars", nargs="+")
+    v.add_argument("--tasks", default=None, help="also check the grammar fits this task suite")
+    v.set_defaults(fn=cmd_validate)
+
+    s = sub.add_parser("sample", help="derive random architectures from a grammar")
+    s.add_argument("grammar")
+    s.add_argument("--tasks", required=True)
+    s.add_argument("-n", type=int, default=3)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--json", action="store_true", help="one ArchSpec JSON per line")
+    s.set_defaults(fn=cmd_sample)
+
+    se = sub.add_parser("search", help="run a multi-objective architecture search",
+                        description="Run (or --resume) a Ray Tune + Optuna search; writes a run directory.")
+    _add_search_args(se)
+    se.add_argument("--resume", default=None, metavar="RUN", help="continue the search in this run directory")
+    for act in se._actions:
+        if act.dest in ("space", "tasks", "out"):
+            act.required = False
+    se.set_defaults(fn=cmd_search)
+
+    q = sub.add_parser("quickstart", help="small search on the embedded MultiMNIST suite, then a report",
+                       description="Search search_spaces/conv.grammar on tasks/multimnist.toml (12 trials, 1 epoch) and write the report.")
+    _add_search_args(q, quick=True)
+    q.set_defaults(fn=cmd_quickstart)
+
+    r = sub.add_parser("report", help="write the self-contained HTML report of runs")
+    r.add_argument("runs", nargs="+")
+    r.add_argument("--output", "-o", default=None, help="HTML file (default RUN/report.html)")
+    r.add_argument("--objectives", default=None, help="objectives to plot (default: the run's)")
+    r.set_defaults(fn=cmd_report)
+
+    d = sub.add_parser("dashboard", help="serve the live dashboard of runs on 127.0.0.1")
+    d.add_argument("runs", nargs="+")
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--port", type=int, default=8765)
+    d.add_argument("--objectives", default=None)
+    d.set_defaults(fn=cmd_dashboard)
+
+    e = sub.add_parser("export", help="export a trial as standalone PyTorch code + weights")
+    e.add_argument("run")
+    g = e.add_mutually_exclusive_group()
+    g.add_argument("--trial", type=int, default=None, help="trial number")
+    g.add_argument("--pick", default=None, help="knee | best:<objective> (from the Pareto set)")
+    e.add_argument("--out", required=True, help="folder to write model.py, weights, arch.json into")
+    e.add_argument("--retrain-epochs", type=float, default=None, help="retrain the architecture this long first")
+    e.add_argument("--objectives", default=None, help="objectives for --pick (default: the run's)")
+    e.add_argument("--no-quantized", action="store_true", help="skip the quantized artifact")
+    e.set_defaults(fn=cmd_export)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        a.fn(a)
+    except UserError as e:
+        print(f"nasmt: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nasmt: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
