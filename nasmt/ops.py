@@ -64,6 +64,7 @@ class FC(nn.Module):
     def __init__(self, din: int, h: int, act: str = "relu"):
         super().__init__()
         self.linear = nn.Linear(din, h)
+        self.act_name = act
         self.act = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}[act]()
 
     def forward(self, x):
