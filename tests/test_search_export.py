@@ -122,3 +122,39 @@ def test_export_pick_best_and_bad_trial(tiny_run, tmp_path):
     assert arch["trial"] == min(trials, key=lambda t: t["metrics"]["params"])["number"]
     p = nasmt("export", tiny_run, "--trial", "99", "--out", tmp_path / "x", check=False)
     assert p.returncode == 2 and "--trial 99" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_csv_suite_searches_end_to_end(tmp_path):
+    """A user's own CSV, described only by a suite file, through search and export."""
+    csv = tmp_path / "shop.csv"
+    rng = np.random.default_rng(0)
+    n = 600
+    age = rng.integers(18, 70, n)
+    plan = rng.choice(["basic", "plus", "pro"], n)
+    visits = rng.poisson(5, n)
+    churn = np.where((visits < 4) & (plan == "basic"), "yes", "no")
+    spend = 10 + 3 * visits + (plan == "pro") * 20 + rng.normal(0, 2, n)
+    lines = ["age,plan,visits,churned,spend,segment"]
+    for i in range(n):
+        lines.append(f"{age[i]},{plan[i]},{visits[i]},{churn[i]},{spend[i]:.2f},{'ABC'[age[i] % 3]}")
+    csv.write_text("\n".join(lines) + "\n")
+    suite = tmp_path / "shop.toml"
+    suite.write_text(
+        'name = "shop"\n[data]\nsource = "csv"\npath = "shop.csv"\nfeatures = ["age", "plan", "visits"]\n'
+        '[[tasks]]\nname = "churn risk"\nkind = "binary"\ntarget = "churned"\npositive = "yes"\nmetric = "auc"\n'
+        '[[tasks]]\nname = "spend"\nkind = "regression"\ntarget = "spend"\nmetric = "mae"\n'
+        '[[tasks]]\nname = "segment"\nkind = "multiclass"\ntarget = "segment"\n'
+    )
+    out = tmp_path / "run"
+    nasmt("search", "--space", Path(__file__).parent.parent / "search_spaces" / "mlp.grammar", "--tasks", suite,
+          "--objectives", "mean_error,params", "--trials", 2, "--epochs", 2, "--out", out, "--sampler", "random")
+    trials = load_trials(out)
+    assert len(trials) == 2 and all(t["status"] == "complete" for t in trials)
+    m = trials[0]["metrics"]
+    assert {"churn_risk.auc", "spend.mae", "segment.accuracy", "mean_error"} <= set(m)
+    exp = tmp_path / "exp"
+    nasmt("export", out, "--pick", "best:mean_error", "--out", exp, "--no-quantized")
+    arch = json.loads((exp / "arch.json").read_text())
+    assert [t["name"] for t in arch["tasks"]] == ["churn risk", "spend", "segment"]
+    assert "churn risk" not in (exp / "model.py").read_text()  # user text never becomes code
+    assert any(f.startswith("plan=") for f in arch["feature_names"])
