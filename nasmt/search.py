@@ -484,15 +484,21 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
         _check_out_dir(out)
         done, failed = 0, 0
     grammar, suite, objectives, data = prepare(cfg, resume)
-    _init_ray(cfg)
-    conc = _check_resources(cfg)
-    if not resume:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / RUN_FILE, run_record(cfg, grammar, suite, objectives))
     target = cfg.trials
     if done >= target:
         say(f"{out}: already has {done} complete trials of {target}; nothing to do")
         return out
+    if failed >= cfg.max_failures:
+        say(f"{out}: stopped earlier after {failed} failed trials (--max-failures {cfg.max_failures}); nothing to do")
+        return out
+    _init_ray(cfg)
+    conc = _check_resources(cfg)
+    if not resume:
+        from .resume import hold_run_lock
+
+        out.mkdir(parents=True, exist_ok=True)
+        hold_run_lock(out)  # released by the kernel when this driver dies; resume checks it
+        atomic_write_json(out / RUN_FILE, run_record(cfg, grammar, suite, objectives))
     import optuna
     from ray import tune
 
@@ -505,8 +511,10 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
         input_shape=tuple(data.input_shape),
         n_outputs=dict(data.n_outputs),
     )
+    attempt = 1 + sum(1 for p in (out / "ray").glob("tune-*")) if (out / "ray").exists() else 1
+    # A resumed session must not replay the first session's random proposals.
     searcher = _make_searcher(
-        space, objectives, make_sampler(cfg.sampler, cfg.seed, cfg.trials), journal_storage(out),
+        space, objectives, make_sampler(cfg.sampler, cfg.seed + 1000 * (attempt - 1), cfg.trials), journal_storage(out),
         target, cfg.max_failures, done, failed,
     )
     ctx = {
@@ -537,7 +545,6 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
             max_t=int(math.ceil(cfg.epochs)), grace_period=1, reduction_factor=2,
         )
     counts = {"complete": done}
-    attempt = 1 + sum(1 for p in (out / "ray").glob("tune-*")) if (out / "ray").exists() else 1
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -563,11 +570,12 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
     trials = load_trials(out)
     n_ok = sum(1 for t in trials if t["status"] == "complete")
     n_fail = sum(1 for t in trials if t["status"] == "failed")
+    n_counted = sum(1 for t in trials if t["status"] == "failed" and not t.get("interrupted"))
     front = pareto_trials(trials, objectives)
     say(f"done in {time.time() - t0:.0f} s: {n_ok} complete, {n_fail} failed; Pareto front: trials "
         + ", ".join(str(t["number"]) for t in front))
-    if n_fail >= cfg.max_failures:
-        say(f"stopped: {n_fail} trials failed (--max-failures {cfg.max_failures})")
+    if n_counted >= cfg.max_failures:
+        say(f"stopped: {n_counted} trials failed (--max-failures {cfg.max_failures})")
     say(f"run directory: {out}")
     return out
 
@@ -575,7 +583,7 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
 def run_record(cfg: SearchConfig, grammar, suite, objectives) -> dict:
     return {
         "nasmt_run": 1,
-        "config": asdict(cfg),
+        "config": {**asdict(cfg), "space": str(Path(cfg.space).resolve()), "tasks": str(Path(cfg.tasks).resolve())},
         "grammar": {"file": grammar.file, "name": grammar.name, "text": grammar.text},
         "suite": suite.to_dict(),
         "suite_file": suite.file,

@@ -1,0 +1,252 @@
+"""Crash-safe resume: SIGKILL a real search twice, resume, and nothing is lost.
+
+Plus fast reconciliation tests on a copy of the shared tiny run (no Ray).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from nasmt.cli import main
+from nasmt.errors import RunDirError
+from nasmt.resume import INTERRUPTED, prepare_resume, repair_jsonl_tail
+from nasmt.results import load_trials, read_jsonl
+from nasmt.search import SearchConfig
+
+from conftest import ROOT, SMALL_SUITE, TINY_SPACE, nasmt
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _study(run: Path):
+    storage = JournalStorage(JournalFileBackend(str(run / "study.journal")))
+    return optuna.load_study(study_name="nasmt", storage=storage)
+
+
+def _complete_numbers(run: Path) -> list[int]:
+    f = run / "trials.jsonl"
+    if not f.exists():
+        return []
+    out = []
+    for line in f.read_text(encoding="utf-8").splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line being written right now
+        if r.get("status") == "complete":
+            out.append(int(r["number"]))
+    return out
+
+
+def _result_numbers(run: Path) -> set[int]:
+    return {int(p.parent.name) for p in (run / "trials").glob("*/result.json")} if (run / "trials").exists() else set()
+
+
+def _session_procs(sid: int) -> list[tuple[int, str]]:
+    """Live (non-zombie) processes of session `sid`: the killed driver's own session,
+    so everything listed was started by this test."""
+    procs = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{name}/stat").read_text()
+            cmd = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[3]) == sid and fields[0] != "Z":
+            procs.append((int(name), cmd.strip()))
+    return procs
+
+
+def _kill_session(p: subprocess.Popen) -> None:
+    """SIGKILL the driver's process group, then any straggler of its session (Ray
+    workers put themselves in their own process group, but stay in the session)."""
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    p.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while True:
+        left = _session_procs(p.pid)
+        if not left:
+            return
+        for pid, _ in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"processes of the killed search survive: {left}")
+        time.sleep(0.2)
+
+
+def _lock_holder(run: Path) -> int | None:
+    """pid holding the run's driver flock, read from /proc/locks (without touching it)."""
+    try:
+        ino = os.stat(run / ".nasmt.lock").st_ino
+    except FileNotFoundError:
+        return None
+    for line in Path("/proc/locks").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(ino):
+            return int(parts[4])
+    return None
+
+
+def _start(args, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "nasmt.cli", *map(str, args)],
+        cwd=ROOT, start_new_session=True, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+    )
+
+
+def _run_until(p: subprocess.Popen, run: Path, ready, log: Path, limit_s: float = 240) -> None:
+    deadline = time.monotonic() + limit_s
+    try:
+        while not ready():
+            if p.poll() is not None:
+                raise AssertionError(f"search ended (rc {p.returncode}) before the kill point:\n{log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"kill point not reached:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+    finally:
+        _kill_session(p)
+
+
+def test_resume_after_two_sigkills(tmp_path):
+    run = tmp_path / "run"
+    trials = 6
+
+    # session 1: killed right after the first trial is recorded
+    p = _start(["search", "--space", TINY_SPACE, "--tasks", SMALL_SUITE, "--trials", trials, "--steps", 20,
+                "--sampler", "random", "--seed", 5, "--out", run, "--quiet"], tmp_path / "s1.log")
+    _run_until(p, run, lambda: len(_complete_numbers(run)) >= 1, tmp_path / "s1.log")
+    assert p.returncode == -signal.SIGKILL
+    before1 = _result_numbers(run)
+    assert before1
+
+    # session 2: resumed, killed once it has recorded a new trial and 3 in all
+    p = _start(["search", "--resume", run, "--quiet"], tmp_path / "s2.log")
+
+    def ready2():
+        done = _complete_numbers(run)
+        return len(done) >= 3 and bool(set(done) - before1)
+
+    try:
+        deadline = time.monotonic() + 240
+        while _lock_holder(run) != p.pid:
+            assert p.poll() is None and time.monotonic() < deadline, (tmp_path / "s2.log").read_text()
+            time.sleep(0.1)
+        # while session 2 runs, a second driver on the same run is refused
+        code = main(["search", "--resume", str(run), "--quiet"])
+        assert code == 2
+    except BaseException:
+        _kill_session(p)
+        raise
+    _run_until(p, run, ready2, tmp_path / "s2.log")
+    assert p.returncode == -signal.SIGKILL
+    before2 = _result_numbers(run)
+
+    # session 3: resumed to the end
+    r = nasmt("search", "--resume", run)
+    assert "resuming" in r.stdout
+
+    recs = read_jsonl(run / "trials.jsonl")
+    numbers = [int(x["number"]) for x in recs]
+    assert len(numbers) == len(set(numbers)), f"a trial was recorded twice: {sorted(numbers)}"
+    final = load_trials(run)
+    complete = {t["number"]: t for t in final if t["status"] == "complete"}
+    assert len(complete) == trials
+    assert before1 <= before2 <= set(complete), "a trial that finished before a kill was lost"
+    study = _study(run)
+    jt = study.get_trials(deepcopy=False)
+    assert not [t.number for t in jt if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert {t.number for t in jt if t.state == TrialState.COMPLETE} == set(complete)
+    assert {t.number for t in jt} == {t["number"] for t in final}, "journal and records disagree"
+    for t in jt:
+        if t.state == TrialState.COMPLETE:
+            rec = complete[t.number]
+            assert t.params == rec["spec"]["genome"]
+            assert t.values == [rec["metrics"]["mean_error"], rec["metrics"]["params"]]
+    # interrupted trials are failed records that do not count toward --max-failures
+    for t in final:
+        if t["status"] == "failed":
+            assert t.get("interrupted") and t["error"] == INTERRUPTED
+    # the resumed sessions did not replay the first session's proposals
+    genomes = [json.dumps(t["spec"]["genome"], sort_keys=True) for t in complete.values()]
+    assert len(set(genomes)) > 1
+
+
+# ----------------------------------------------------------------------------- reconcile, no Ray
+
+
+def test_resume_recovers_unrecorded_and_closes_running(run_copy):
+    recs = read_jsonl(run_copy / "trials.jsonl")
+    comp = [r for r in recs if r["status"] == "complete"]
+    lost = comp[-1]["number"]
+    # the driver died after the trial wrote result.json, before it recorded it ...
+    kept = [json.dumps(r) for r in recs if r["number"] != lost]
+    # ... and mid-append of another record (torn last line) ...
+    (run_copy / "trials.jsonl").write_text("\n".join(kept) + '\n{"number": 99, "sta')
+    # ... and while Optuna had a trial RUNNING that never wrote anything
+    study = _study(run_copy)
+    running = study.ask()
+    n_before = len(study.get_trials(deepcopy=False))
+    cfg, n_complete, n_failed = prepare_resume(run_copy, SearchConfig(space="", tasks="", out=str(run_copy), quiet=True))
+    assert cfg.quiet and cfg.out == str(run_copy.resolve())
+    assert cfg.trials == json.loads((run_copy / "run.json").read_text())["config"]["trials"]
+    assert n_complete == len(comp)
+    assert n_failed == sum(1 for r in recs if r["status"] == "failed")
+    final = {t["number"]: t for t in load_trials(run_copy)}
+    assert final[lost]["status"] == "complete" and final[lost]["recovered"]
+    assert final[running.number]["status"] == "failed" and final[running.number]["interrupted"]
+    assert (run_copy / "trials.jsonl").read_bytes().endswith(b"\n")
+    study = _study(run_copy)
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    assert len(states) == n_before
+    assert states[running.number] == TrialState.FAIL
+    assert TrialState.RUNNING not in states.values()
+    # a second reconciliation changes nothing
+    size = (run_copy / "trials.jsonl").stat().st_size
+    prepare_resume(run_copy, SearchConfig(space="", tasks="", out=str(run_copy), quiet=True))
+    assert (run_copy / "trials.jsonl").stat().st_size == size
+
+
+def test_resume_completed_run_is_a_no_op(run_copy, capsys):
+    before = (run_copy / "trials.jsonl").read_bytes()
+    assert main(["search", "--resume", str(run_copy)]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert (run_copy / "trials.jsonl").read_bytes() == before
+
+
+def test_resume_refuses_changed_grammar(run_copy, tmp_path):
+    run = json.loads((run_copy / "run.json").read_text())
+    g = tmp_path / "g.grammar"
+    g.write_text(run["grammar"]["text"] + "# edited\n")
+    run["config"]["space"] = str(g)
+    (run_copy / "run.json").write_text(json.dumps(run))
+    with pytest.raises(RunDirError, match="grammar changed"):
+        prepare_resume(run_copy, SearchConfig(space="", tasks="", out="", quiet=True))
+
+
+def test_repair_jsonl_tail(tmp_path):
+    f = tmp_path / "x.jsonl"
+    f.write_text('{"a": 1}\n{"a": 2}\n{"a"')
+    assert repair_jsonl_tail(f)
+    assert f.read_text() == '{"a": 1}\n{"a": 2}\n'
+    assert not repair_jsonl_tail(f)
