@@ -263,3 +263,73 @@ def knee_point(front: list[dict], objectives: list[Objective]) -> dict:
     span = np.where(hi > lo, hi - lo, 1.0)
     d = np.linalg.norm((M - lo) / span, axis=1)
     return front[int(np.argmin(d))]
+
+
+# ----------------------------------------------------------------------------- hypervolume (any k)
+
+
+def hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
+    """Exact dominated hypervolume of minimization points (n, k) w.r.t. `ref`.
+
+    k = 1: a length; k = 2: `hypervolume_2d`; k >= 3: slicing along the last objective
+    (exact, meant for fronts of up to a few hundred points). Rows with NaN are ignored.
+    """
+    P = np.asarray(points, float)
+    ref = np.asarray(ref, float)
+    if P.ndim != 2 or P.shape[1] != len(ref):
+        raise ValueError(f"points must be (n, {len(ref)}), got {P.shape}")
+    P = P[~np.isnan(P).any(axis=1)]
+    P = P[np.all(P < ref, axis=1)]
+    if len(P) == 0:
+        return 0.0
+    k = P.shape[1]
+    if k == 1:
+        return float(ref[0] - P[:, 0].min())
+    P = P[pareto_mask(P)]
+    if k == 2:
+        return hypervolume_2d(P, ref)
+    # slices between consecutive distinct values of the last objective
+    zs = np.unique(P[:, -1])
+    hv = 0.0
+    for i, z in enumerate(zs):
+        top = zs[i + 1] if i + 1 < len(zs) else ref[-1]
+        below = P[P[:, -1] <= z][:, :-1]
+        hv += (top - z) * hypervolume(below, ref[:-1])
+    return float(hv)
+
+
+def hypervolume_history(points: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Hypervolume of the first i+1 rows for every i (rows in the order trials finished).
+
+    Incremental: only a point that no front point weakly dominates changes the front,
+    and only then is the (small) front's hypervolume recomputed. NaN rows and rows not
+    strictly better than `ref` in every objective leave the value unchanged.
+    """
+    P = np.asarray(points, float)
+    ref = np.asarray(ref, float)
+    out = np.zeros(len(P))
+    front = np.zeros((0, len(ref)))
+    hv = 0.0
+    for i, p in enumerate(P):
+        if not (np.isnan(p).any() or np.any(p >= ref)):
+            if not (len(front) and np.any(np.all(front <= p, axis=1))):
+                keep = ~np.all(p <= front, axis=1) if len(front) else np.zeros(0, bool)
+                front = np.vstack([front[keep], p[None, :]])
+                hv = hypervolume(front, ref)
+        out[i] = hv
+    return out
+
+
+def pareto_mask_naive(points: np.ndarray) -> np.ndarray:
+    """O(n^2) reference for `pareto_mask`: every row against every row (numpy per row).
+
+    For tests and benchmarks only."""
+    P = np.asarray(points, float)
+    n = len(P)
+    mask = np.zeros(n, dtype=bool)
+    ok = ~np.isnan(P).any(axis=1) if n else np.zeros(0, bool)
+    Q = P[ok]
+    for i in np.flatnonzero(ok):
+        dom = np.all(Q <= P[i], axis=1) & np.any(Q < P[i], axis=1)
+        mask[i] = not dom.any()
+    return mask

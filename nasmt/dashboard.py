@@ -1,0 +1,159 @@
+"""The live dashboard: the report page served over HTTP, refreshing as trials land.
+
+Routes (nothing else is served; any other path, `..` tricks included, is a 404):
+    /                       the page (same HTML as the report, data embedded)
+    /api/data[?v=VERSION]   the page's data as JSON; 204 when VERSION is still current
+    /static/plotly.min.js   plotly.js from the installed plotly package
+
+The server re-reads a run only when its run.json or trials.jsonl changed (mtime, size),
+so polling every few seconds costs a stat() per file. Binds 127.0.0.1 by default.
+"""
+
+from __future__ import annotations
+
+import gzip
+import sys
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from .errors import UserError
+from .report import build_payload, load_runs, payload_json, plotly_js, render_html, resolve_objectives, run_version
+
+PLOTLY_ROUTE = "/static/plotly.min.js"
+
+
+class DashboardData:
+    """Cached payload of some runs; rebuilt when a run's files change."""
+
+    def __init__(self, runs: list[Path], objectives: str | None = None):
+        self.paths = [Path(r) for r in runs]
+        self.objectives_text = objectives
+        self._lock = threading.Lock()
+        self._version = None
+        self._json = None
+        rd = load_runs(self.paths)  # fail early (UserError) on a bad run dir / objective
+        self.objectives = resolve_objectives(rd, objectives)
+        self._build(run_version(self.paths), rd)
+
+    def _build(self, version: str, rd=None):
+        rd = rd or load_runs(self.paths)
+        payload = build_payload(rd, self.objectives, mode="live", version=version)
+        self._payload = payload
+        self._json = payload_json(payload).encode("utf-8")
+        self._version = payload["version"]
+
+    def current(self) -> tuple[str, bytes, dict]:
+        """(version, JSON bytes, payload), re-reading the runs if they changed."""
+        with self._lock:
+            now = run_version(self.paths)
+            if now != self._version:
+                try:
+                    self._build(now)
+                except UserError as e:  # a run dir vanished mid-serve: keep the last good data
+                    print(f"nasmt dashboard: {e}", file=sys.stderr, flush=True)
+            return self._version, self._json, self._payload
+
+
+def _handler(data: DashboardData):
+    plotly_bytes = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "nasmt-dashboard"
+        sys_version = ""
+
+        def log_message(self, fmt, *args):  # quiet: no line per poll
+            pass
+
+        def _send(self, status, body: bytes, ctype: str, cache: str = "no-store", gzip_ok: bool = False):
+            if gzip_ok and len(body) > 4096 and "gzip" in (self.headers.get("Accept-Encoding") or ""):
+                body = gzip.compress(body, compresslevel=5)
+                enc = True
+            else:
+                enc = False
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", cache)
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Referrer-Policy", "no-referrer")
+            if enc:
+                self.send_header("Content-Encoding", "gzip")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _not_found(self):
+            self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
+
+        def do_HEAD(self):
+            self.do_GET()
+
+        def do_GET(self):
+            raw = self.path
+            parts = urlsplit(raw)
+            path = parts.path
+            # exact routes only: no normalization, so `..`, `%2e%2e` and `//` never match
+            if path in ("/", "/index.html"):
+                version, _, payload = data.current()
+                page = render_html(payload, plotly_src=PLOTLY_ROUTE).encode("utf-8")
+                self._send(HTTPStatus.OK, page, "text/html; charset=utf-8", gzip_ok=True)
+            elif path == "/api/data":
+                version, body, _ = data.current()
+                q = parse_qs(parts.query)
+                if q.get("v", [None])[0] == version:
+                    self.send_response(HTTPStatus.NO_CONTENT)
+                    self.send_header("Cache-Control", "no-store")
+                    self.end_headers()
+                    return
+                self._send(HTTPStatus.OK, body, "application/json; charset=utf-8", gzip_ok=True)
+            elif path == PLOTLY_ROUTE:
+                if "js" not in plotly_bytes:
+                    plotly_bytes["js"] = plotly_js().encode("utf-8")
+                self._send(HTTPStatus.OK, plotly_bytes["js"], "text/javascript; charset=utf-8",
+                           cache="max-age=86400", gzip_ok=True)
+            else:
+                self._not_found()
+
+        def do_POST(self):
+            self._not_found()
+
+    return Handler
+
+
+def make_server(runs: list[Path], host: str = "127.0.0.1", port: int = 8765, objectives: str | None = None) -> ThreadingHTTPServer:
+    """The dashboard HTTP server (not yet serving). Port 0 picks a free port."""
+    data = DashboardData(runs, objectives)
+    try:
+        srv = ThreadingHTTPServer((host, int(port)), _handler(data))
+    except OSError as e:
+        raise UserError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror or e})") from None
+    srv.daemon_threads = True
+    srv.data = data
+    return srv
+
+
+def url_of(srv: ThreadingHTTPServer) -> str:
+    host, port = srv.server_address[:2]
+    shown = f"[{host}]" if ":" in str(host) else host
+    return f"http://{shown}:{port}/"
+
+
+def serve(runs: list[Path], host: str = "127.0.0.1", port: int = 8765, objectives: str | None = None,
+          open_browser: bool = False) -> None:
+    """Serve the live dashboard of `runs` until interrupted (Ctrl-C)."""
+    srv = make_server(runs, host=host, port=port, objectives=objectives)
+    url = url_of(srv)
+    print(f"nasmt dashboard: serving {', '.join(str(r) for r in runs)} at {url}  (Ctrl-C to stop)", flush=True)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    try:
+        srv.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.server_close()
