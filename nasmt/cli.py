@@ -46,6 +46,12 @@ def _add_search_args(p: argparse.ArgumentParser, quick: bool = False):
     p.add_argument("--trial-timeout", type=float, default=None, help="seconds of training after which a trial fails")
     p.add_argument("--max-failures", type=int, default=10, help="stop the search cleanly after this many failed trials")
     p.add_argument("--early-stop", action="store_true", help="stop weak trials early (ASHA on validation mean_error)")
+    p.add_argument("--max-bytes", type=int, default=None, help="hard budget on the deployed size_bytes (Optuna constraint)")
+    p.add_argument("--max-latency-ms", type=float, default=None,
+                   help="hard budget on latency (measured if --measure-latency or a latency_ms objective, else predicted)")
+    p.add_argument("--latency-batch", type=int, default=1, help="batch size for latency measurement and prediction")
+    p.add_argument("--qat-steps", type=int, default=0, help="quantization-aware fine-tune steps for quantized policies")
+    p.add_argument("--measure-latency", action="store_true", help="measure the deployable artifact's latency in every trial")
     p.add_argument("--inject-fault", dest="fault", default=None, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true")
 
@@ -59,6 +65,8 @@ def _search_config(a) -> "SearchConfig":
         cpus_per_trial=a.cpus_per_trial, gpus_per_trial=a.gpus_per_trial, address=a.address,
         max_concurrent=a.max_concurrent, trial_timeout=a.trial_timeout, max_failures=a.max_failures,
         early_stop=a.early_stop, fault=a.fault, quiet=a.quiet,
+        max_bytes=a.max_bytes, max_latency_ms=a.max_latency_ms, latency_batch=a.latency_batch,
+        qat_steps=a.qat_steps, measure_latency=a.measure_latency,
     )
 
 

@@ -65,6 +65,11 @@ class SearchConfig:
     early_stop: bool = False
     fault: str | None = None  # fault injection for tests: KIND@NUMBER[,KIND@NUMBER...]
     quiet: bool = False
+    max_bytes: int | None = None  # hard budget on size_bytes (Optuna constraint)
+    max_latency_ms: float | None = None  # hard budget on latency (measured, else predicted)
+    latency_batch: int = 1  # batch size of latency measurement / prediction
+    qat_steps: int = 0  # quantization-aware fine-tune steps after training (quantized policies)
+    measure_latency: bool = False  # measure the artifact's latency in every trial
 
 
 # ----------------------------------------------------------------------------- define-by-run
@@ -171,7 +176,7 @@ def run_trial(config: dict, ctx: dict) -> None:
         metrics = evaluate(model, suite, data, "val", device)
         metrics["params"] = c["params"]
         metrics["flops"] = c["flops"]
-        metrics["size_bytes"] = c["params"] * 4
+        metrics.update(_quant_metrics(model, spec, suite, data, ctx, seed, device))
         for t, tc_ in c["tasks"].items():
             metrics[f"{t}.path_params"] = tc_["path_params"]
             metrics[f"{t}.path_flops"] = tc_["path_flops"]
@@ -221,6 +226,37 @@ def _reason(e: BaseException) -> str:
     import torch
 
     if isinstance(e, torch.OutOfMemoryError):
+def _wants_latency(cfg, objectives) -> bool:
+    """Latency is an objective or a budget: predict it in trials, measure the Pareto set."""
+    return cfg.max_latency_ms is not None or cfg.measure_latency or any("latency" in o.name for o in objectives)
+
+
+def _quant_metrics(model, spec, suite, data, ctx, seed, device) -> dict:
+    """The network as deployed: for a quantized policy, optional QAT, calibration and
+    validation metrics under simulation (they replace the fp32 ones); exact size_bytes
+    of the artifact; predicted (and optionally measured) latency; budget feasibility."""
+    from . import quant as Q
+    from .train import evaluate
+
+    m: dict = {}
+    if not Q.is_fp32(spec):
+        if ctx.get("qat_steps"):
+            m.update(Q.qat(model, spec, suite, data, ctx["qat_steps"], lr=ctx["lr"] * 0.1,
+                           batch_size=ctx["batch_size"], seed=seed, device=device))
+        with Q.simulate(model, spec, Q.calib_batch(data, device)):
+            m.update(evaluate(model, suite, data, "val", device))
+    m["quant_policy"] = Q.policy_summary(spec)
+    m["size_bytes"] = Q.size_bytes(model, spec)
+    batch = int(ctx.get("latency_batch") or 1)
+    if ctx.get("predict_latency"):
+        m["predicted_latency_ms"] = Q.predicted_latency_ms(spec, batch)
+    if ctx.get("measure_latency"):
+        m["latency_ms"] = Q.model_latency(model.cpu(), spec, Q.calib_batch(data), batch)
+        m["latency_source"] = "measured"
+    m["feasible"] = Q.feasible(m, ctx.get("max_bytes"), ctx.get("max_latency_ms"))
+    return m
+
+
         return f"out of memory: {str(e).splitlines()[0]}"
     if isinstance(e, TrialError):
         return str(e)
@@ -272,6 +308,11 @@ def _make_searcher(space, objectives: list[Objective], sampler, storage, target:
 
     return NasmtSearch(
         space=space,
+            if ot_trial is not None:
+                from .quant import COSTS_ATTR
+
+                costs = {k: result[k] for k in ("size_bytes", "latency_ms", "predicted_latency_ms") if k in result}
+                ot_trial.set_user_attr(COSTS_ATTR, costs)
         metric=[o.name for o in objectives],
         mode=[o.direction for o in objectives],
         sampler=sampler,
@@ -280,7 +321,7 @@ def _make_searcher(space, objectives: list[Objective], sampler, storage, target:
     )
 
 
-def make_sampler(name: str, seed: int, trials: int):
+def make_sampler(name: str, seed: int, trials: int, max_bytes=None, max_latency_ms=None):
     import warnings
 
     import optuna
@@ -290,10 +331,15 @@ def make_sampler(name: str, seed: int, trials: int):
     if name == "tpe":
         return optuna.samplers.TPESampler(
             seed=seed, multivariate=True, group=True, constant_liar=True,
-            n_startup_trials=max(4, min(10, trials // 3)),
+    cons = None
+    if max_bytes is not None or max_latency_ms is not None:
+        from .quant import constraints_func
+
+        cons = functools.partial(constraints_func, max_bytes=max_bytes, max_latency_ms=max_latency_ms)
+            n_startup_trials=max(4, min(10, trials // 3)), constraints_func=cons,
         )
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 3)))
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 3)), constraints_func=cons)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise UserError(f"--sampler: unknown sampler {name!r} (choose {', '.join(SAMPLERS)})")
@@ -405,6 +451,14 @@ def prepare(cfg: SearchConfig, resume: bool = False):
         pass
     grammar = load_grammar(cfg.space)
     suite = load_suite(cfg.tasks)
+    if cfg.max_bytes is not None and not cfg.max_bytes > 0:
+        raise UserError(f"--max-bytes: must be positive (got {cfg.max_bytes})")
+    if cfg.max_latency_ms is not None and not cfg.max_latency_ms > 0:
+        raise UserError(f"--max-latency-ms: must be positive (got {cfg.max_latency_ms})")
+    if cfg.latency_batch < 1:
+        raise UserError(f"--latency-batch: must be at least 1 (got {cfg.latency_batch})")
+    if cfg.qat_steps < 0:
+        raise UserError(f"--qat-steps: must be 0 or more (got {cfg.qat_steps})")
     check_compatible(grammar, suite.is_image, suite.file)
     objectives = parse_objectives(cfg.objectives, suite)
     data = load_data_cached(suite)
@@ -514,7 +568,7 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
     attempt = 1 + sum(1 for p in (out / "ray").glob("tune-*")) if (out / "ray").exists() else 1
     # A resumed session must not replay the first session's random proposals.
     searcher = _make_searcher(
-        space, objectives, make_sampler(cfg.sampler, cfg.seed + 1000 * (attempt - 1), cfg.trials), journal_storage(out),
+        space, objectives, make_sampler(cfg.sampler, cfg.seed + 1000 * (attempt - 1), cfg.trials, cfg.max_bytes, cfg.max_latency_ms), journal_storage(out),
         target, cfg.max_failures, done, failed,
     )
     ctx = {
@@ -537,6 +591,12 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
         tune.with_parameters(run_trial, ctx=ctx), {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
     )
     scheduler = None
+        "max_bytes": cfg.max_bytes,
+        "max_latency_ms": cfg.max_latency_ms,
+        "latency_batch": cfg.latency_batch,
+        "qat_steps": cfg.qat_steps,
+        "measure_latency": cfg.measure_latency or any(o.name == "latency_ms" for o in objectives),
+        "predict_latency": _wants_latency(cfg, objectives),
     if cfg.early_stop and cfg.steps is None and cfg.epochs >= 2:
         from ray.tune.schedulers import ASHAScheduler
 
@@ -581,6 +641,14 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
 
 
 def run_record(cfg: SearchConfig, grammar, suite, objectives) -> dict:
+    if _wants_latency(cfg, objectives) and n_ok:
+        from .quant import measure_front
+
+        lat = measure_front(out, objectives, say=say)
+        e = lat["predictor_error"]
+        if e["n"]:
+            say(f"latency predictor vs measured on the Pareto set: median {100 * e['median_rel_error']:.1f}%, "
+                f"worst {100 * e['worst_rel_error']:.1f}% relative error")
     return {
         "nasmt_run": 1,
         "config": {**asdict(cfg), "space": str(Path(cfg.space).resolve()), "tasks": str(Path(cfg.tasks).resolve())},
