@@ -183,11 +183,11 @@ def reconcile(out: Path, objectives: list[dict]) -> dict:
             if isinstance(res, dict) and res.get("status") == "complete" and state not in (TrialState.FAIL, TrialState.PRUNED):
                 rec = {**res, "status": "complete", "recovered": True}
                 stats["recovered"] += 1
-            elif isinstance(err, dict):
-                rec = {**err, "status": "failed", "recovered": True}
-            elif state == TrialState.PRUNED:
+            elif state == TrialState.PRUNED:  # stopped early (before the SystemExit fix, it left an error.json)
                 spec = _read_json(d / "spec.json")
                 rec = {"number": n, "status": "stopped", "error": "stopped early by the scheduler", "spec": spec, "metrics": {}}
+            elif isinstance(err, dict):
+                rec = {**err, "status": "failed", "recovered": True}
             elif state == TrialState.FAIL:
                 rec = {"number": n, "status": "failed", "spec": _read_json(d / "spec.json"),
                        "error": "trial failed; its reason was lost when the driver was killed"}

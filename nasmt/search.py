@@ -170,7 +170,11 @@ def run_trial(config: dict, ctx: dict) -> None:
                 if epoch < math.ceil(tc.epochs):
                     val = evaluate(model, suite, data, "val", device)
                     model.train()
-                    tune.report({"mean_error": val["mean_error"], "epoch": epoch, "final": False})
+                    # every objective must be in every report (Tune's strict metric check);
+                    # ones only known at the end are NaN here (ASHA reads mean_error only)
+                    rep = {**val, "params": c["params"], "flops": c["flops"]}
+                    rep.update({k: float("nan") for k in ctx.get("objectives", ()) if k not in rep})
+                    tune.report({**rep, "epoch": epoch, "final": False})
         tr = train(model, suite, data, tc, on_epoch=on_epoch)
         t_eval = time.time()
         metrics = evaluate(model, suite, data, "val", device)
@@ -202,7 +206,7 @@ def run_trial(config: dict, ctx: dict) -> None:
         }
         write_json(tdir / "result.json", result)
     except BaseException as e:  # record why, then let Tune mark the trial as errored
-        if isinstance(e, KeyboardInterrupt):
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):  # SystemExit: Tune stopping the trial (early stop)
             raise
         reason = _reason(e)
         write_json(
@@ -585,6 +589,7 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
         "seed": cfg.seed,
         "trial_timeout": cfg.trial_timeout,
         "early_stop": cfg.early_stop,
+        "objectives": [o.name for o in objectives],
         "fault": cfg.fault,
     }
     trainable = tune.with_resources(
