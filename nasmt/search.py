@@ -336,6 +336,12 @@ def make_sampler(name: str, seed: int, trials: int, max_bytes=None, max_latency_
         return optuna.samplers.TPESampler(
             seed=seed, multivariate=True, group=True, constant_liar=True,
     cons = None
+        # Optuna 5 deprecates constraints_func (in favour of Trial.set_constraint) but still honours it
+        warnings.filterwarnings("ignore", message=".*constraints_func.*", category=FutureWarning)
+
+    if name == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, constant_liar=True,
     if max_bytes is not None or max_latency_ms is not None:
         from .quant import constraints_func
 
