@@ -226,10 +226,6 @@ def run_trial(config: dict, ctx: dict) -> None:
     tune.report({**metrics, "final": True})
 
 
-def _reason(e: BaseException) -> str:
-    import torch
-
-    if isinstance(e, torch.OutOfMemoryError):
 def _wants_latency(cfg, objectives) -> bool:
     """Latency is an objective or a budget: predict it in trials, measure the Pareto set."""
     return cfg.max_latency_ms is not None or cfg.measure_latency or any("latency" in o.name for o in objectives)
@@ -261,6 +257,10 @@ def _quant_metrics(model, spec, suite, data, ctx, seed, device) -> dict:
     return m
 
 
+def _reason(e: BaseException) -> str:
+    import torch
+
+    if isinstance(e, torch.OutOfMemoryError):
         return f"out of memory: {str(e).splitlines()[0]}"
     if isinstance(e, TrialError):
         return str(e)
@@ -308,15 +308,15 @@ def _make_searcher(space, objectives: list[Objective], sampler, storage, target:
                     self._completed_trials.add(trial_id)
                 return
             self.n_complete += 1
-            super().on_trial_complete(trial_id, result=result, error=False)
-
-    return NasmtSearch(
-        space=space,
             if ot_trial is not None:
                 from .quant import COSTS_ATTR
 
                 costs = {k: result[k] for k in ("size_bytes", "latency_ms", "predicted_latency_ms") if k in result}
                 ot_trial.set_user_attr(COSTS_ATTR, costs)
+            super().on_trial_complete(trial_id, result=result, error=False)
+
+    return NasmtSearch(
+        space=space,
         metric=[o.name for o in objectives],
         mode=[o.direction for o in objectives],
         sampler=sampler,
@@ -331,21 +331,17 @@ def make_sampler(name: str, seed: int, trials: int, max_bytes=None, max_latency_
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-    if name == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=seed, multivariate=True, group=True, constant_liar=True,
     cons = None
+    if max_bytes is not None or max_latency_ms is not None:
+        from .quant import constraints_func
+
+        cons = functools.partial(constraints_func, max_bytes=max_bytes, max_latency_ms=max_latency_ms)
         # Optuna 5 deprecates constraints_func (in favour of Trial.set_constraint) but still honours it
         warnings.filterwarnings("ignore", message=".*constraints_func.*", category=FutureWarning)
 
     if name == "tpe":
         return optuna.samplers.TPESampler(
             seed=seed, multivariate=True, group=True, constant_liar=True,
-    if max_bytes is not None or max_latency_ms is not None:
-        from .quant import constraints_func
-
-        cons = functools.partial(constraints_func, max_bytes=max_bytes, max_latency_ms=max_latency_ms)
             n_startup_trials=max(4, min(10, trials // 3)), constraints_func=cons,
         )
     if name == "nsga2":
@@ -457,10 +453,6 @@ def prepare(cfg: SearchConfig, resume: bool = False):
         raise UserError(f"--trial-timeout: must be positive (got {cfg.trial_timeout})")
     if cfg.max_failures < 1:
         raise UserError(f"--max-failures: must be at least 1 (got {cfg.max_failures})")
-    for n, kind in _faults_checked(cfg.fault).items():
-        pass
-    grammar = load_grammar(cfg.space)
-    suite = load_suite(cfg.tasks)
     if cfg.max_bytes is not None and not cfg.max_bytes > 0:
         raise UserError(f"--max-bytes: must be positive (got {cfg.max_bytes})")
     if cfg.max_latency_ms is not None and not cfg.max_latency_ms > 0:
@@ -469,6 +461,10 @@ def prepare(cfg: SearchConfig, resume: bool = False):
         raise UserError(f"--latency-batch: must be at least 1 (got {cfg.latency_batch})")
     if cfg.qat_steps < 0:
         raise UserError(f"--qat-steps: must be 0 or more (got {cfg.qat_steps})")
+    for n, kind in _faults_checked(cfg.fault).items():
+        pass
+    grammar = load_grammar(cfg.space)
+    suite = load_suite(cfg.tasks)
     check_compatible(grammar, suite.is_image, suite.file)
     objectives = parse_objectives(cfg.objectives, suite)
     data = load_data_cached(suite)
@@ -597,17 +593,17 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
         "early_stop": cfg.early_stop,
         "objectives": [o.name for o in objectives],
         "fault": cfg.fault,
-    }
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, ctx=ctx), {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
-    )
-    scheduler = None
         "max_bytes": cfg.max_bytes,
         "max_latency_ms": cfg.max_latency_ms,
         "latency_batch": cfg.latency_batch,
         "qat_steps": cfg.qat_steps,
         "measure_latency": cfg.measure_latency or any(o.name == "latency_ms" for o in objectives),
         "predict_latency": _wants_latency(cfg, objectives),
+    }
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, ctx=ctx), {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
+    )
+    scheduler = None
     if cfg.early_stop and cfg.steps is None and cfg.epochs >= 2:
         from ray.tune.schedulers import ASHAScheduler
 
@@ -647,11 +643,6 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
         + ", ".join(str(t["number"]) for t in front))
     if n_counted >= cfg.max_failures:
         say(f"stopped: {n_counted} trials failed (--max-failures {cfg.max_failures})")
-    say(f"run directory: {out}")
-    return out
-
-
-def run_record(cfg: SearchConfig, grammar, suite, objectives) -> dict:
     if _wants_latency(cfg, objectives) and n_ok:
         from .quant import measure_front
 
@@ -660,6 +651,11 @@ def run_record(cfg: SearchConfig, grammar, suite, objectives) -> dict:
         if e["n"]:
             say(f"latency predictor vs measured on the Pareto set: median {100 * e['median_rel_error']:.1f}%, "
                 f"worst {100 * e['worst_rel_error']:.1f}% relative error")
+    say(f"run directory: {out}")
+    return out
+
+
+def run_record(cfg: SearchConfig, grammar, suite, objectives) -> dict:
     return {
         "nasmt_run": 1,
         "config": {**asdict(cfg), "space": str(Path(cfg.space).resolve()), "tasks": str(Path(cfg.tasks).resolve())},
