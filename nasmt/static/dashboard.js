@@ -409,6 +409,7 @@
       $('live-text').textContent = 'live · ' + fmt(D.table.rows.length) + ' trials';
       setInterval(poll, 2500);
     }
+    window.nasmtReadyAt = performance.now();
     document.body.dataset.ready = '1';
   }
   window.nasmt = { select: select, state: function () { return { selected: sel, version: D && D.version }; } };
