@@ -17,9 +17,8 @@ DEFAULT_SUITE = ROOT / "tasks" / "multimnist.toml"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own errors: one line, exit 2
-        self.print_usage(sys.stderr)
-        print(f"nasmt: error: {message}", file=sys.stderr)
+    def error(self, message):  # argparse's own errors: one line (no usage block), exit 2
+        print(f"nasmt: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(2)
 
 
