@@ -47,6 +47,7 @@ from .results import (
 STATIC = Path(__file__).resolve().parent / "static"
 GL_THRESHOLD = 1500  # above this many points, scatter plots use WebGL (scattergl)
 MAX_GENOME_DIMS = 10  # decisions shown in the parallel-coordinates view
+MAX_GENOME_LINES = 3000  # parallel-coordinates lines: every front trial + a fixed random sample
 MAX_IMPORTANCE_TRIALS = 2000  # most recent complete trials given to the importance evaluator
 MIN_IMPORTANCE_TRIALS = 5
 RUN_COLORS = ["#3b5bdb", "#e8590c", "#2b8a3e", "#ae3ec9", "#1098ad", "#f08c00", "#c2255c", "#5c940d"]
@@ -647,11 +648,20 @@ def encode_decision(values: list) -> dict:
 
 
 def genome_info(runs: list[RunData], objectives: list[Objective], ranking: list[str] | None = None,
-                max_dims: int = MAX_GENOME_DIMS) -> dict:
+                max_dims: int = MAX_GENOME_DIMS, max_lines: int = MAX_GENOME_LINES) -> dict:
     """Parallel-coordinates data: the objectives and up to `max_dims` decisions of the
     complete trials, decisions ordered by `ranking` (importance) when given, else by
     how many trials made them and how many values they took."""
     rows = [(ri, t) for ri, r in enumerate(runs) for t in r.trials if t.get("status") == "complete"]
+    n_all = len(rows)
+    if len(rows) > max_lines:  # keep every front trial, sample the rest (seeded: stable across refreshes)
+        fronts = _fronts(runs, objectives)
+        on = [i for i, (ri, t) in enumerate(rows) if int(t["number"]) in fronts[ri]]
+        off = [i for i, (ri, t) in enumerate(rows) if int(t["number"]) not in fronts[ri]]
+        rng = np.random.default_rng(0)
+        k = max(0, max_lines - len(on))
+        pick = sorted(on[:max_lines] + list(rng.choice(off, size=min(k, len(off)), replace=False)))
+        rows = [rows[i] for i in pick]
     trials = [t for _, t in rows]
     cols: dict[str, list] = {}
     done = 0
@@ -675,6 +685,7 @@ def genome_info(runs: list[RunData], objectives: list[Objective], ranking: list[
         task_names.update(r.task_names)
     return {
         "n": len(trials),
+        "n_all": n_all,
         "run": np.array([ri for ri, _ in rows], dtype=float),
         "runs": [r.name for r in runs],
         "objectives": [{"name": o.name, "label": objective_label(o.name, task_names), "values": M[:, j]}
@@ -1007,7 +1018,9 @@ def build_payload(runs: list[RunData], objectives: list[Objective], mode: str = 
             "importance_evaluator": iinfo["evaluator"],
             "hypervolume": "objectives min-max normalized over all complete trials; reference point 1.1 in each",
             "genome": f"{len(ginfo['decisions'])} of {ginfo['n_decisions']} varying decisions"
-                      + (" (most important first)" if iinfo["params"] else ""),
+                      + (" (most important first)" if iinfo["params"] else "")
+                      + (f"; {ginfo['n']:,} of {ginfo['n_all']:,} trials (every front trial + a random sample)"
+                         if ginfo["n"] < ginfo["n_all"] else ""),
         },
         "figures": {k: f.to_plotly_json() for k, f in figures.items()},
     }

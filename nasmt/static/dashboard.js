@@ -77,22 +77,45 @@
   }
 
   // ------------------------------------------------------------------ figures
+  // The Pareto plot is drawn at once; the other views when they are near the viewport
+  // (WebGL views such as parallel coordinates are costly without a GPU), or on drawAll().
+  var LAZY = ['hypervolume', 'tasks', 'genome', 'importance'];
+  var pending = {};
+  function drawFigure(k) {
+    var fig = D.figures[k], div = $('plot-' + k);
+    delete pending[k];
+    if (!fig || !div) return;
+    Plotly.react(div, fig.data, fig.layout, CONFIG);
+    div.dataset.drawn = D.version;
+    if (!bound[k] && (k === 'pareto' || k === 'tasks')) {
+      bound[k] = true;
+      div.on('plotly_click', function (ev) {
+        var p = ev && ev.points && ev.points[0];
+        if (!p) return;
+        var cd = p.customdata;
+        if (cd === undefined && p.data && p.data.customdata) cd = p.data.customdata[p.pointNumber];
+        if (cd && cd.length) select(cd[0], true);
+      });
+    }
+    if (!Object.keys(pending).length) document.body.dataset.allDrawn = D.version;
+  }
+  function near(div) {
+    var r = div.getBoundingClientRect(), h = window.innerHeight || 800;
+    return r.bottom > -300 && r.top < h + 300;
+  }
+  function drawVisible() {
+    LAZY.forEach(function (k) { if (pending[k] && near($('plot-' + k))) drawFigure(k); });
+  }
+  var visTimer = null;
+  function scheduleVisible() { clearTimeout(visTimer); visTimer = setTimeout(drawVisible, 60); }
+  window.addEventListener('scroll', scheduleVisible, { passive: true });
+  window.addEventListener('resize', scheduleVisible);
+  function drawAll() { LAZY.forEach(function (k) { if (pending[k]) drawFigure(k); }); }
   function renderFigures() {
-    ['pareto', 'hypervolume', 'tasks', 'genome', 'importance'].forEach(function (k) {
-      var fig = D.figures[k], div = $('plot-' + k);
-      if (!fig || !div) return;
-      Plotly.react(div, fig.data, fig.layout, CONFIG);
-      if (!bound[k] && (k === 'pareto' || k === 'tasks')) {
-        bound[k] = true;
-        div.on('plotly_click', function (ev) {
-          var p = ev && ev.points && ev.points[0];
-          if (!p) return;
-          var cd = p.customdata;
-          if (cd === undefined && p.data && p.data.customdata) cd = p.data.customdata[p.pointNumber];
-          if (cd && cd.length) select(cd[0], true);
-        });
-      }
-    });
+    document.body.dataset.allDrawn = '';
+    LAZY.forEach(function (k) { pending[k] = true; });
+    drawFigure('pareto');
+    setTimeout(drawVisible, 0);
   }
 
   function selectedTraceIndex() {
@@ -412,6 +435,6 @@
     window.nasmtReadyAt = performance.now();
     document.body.dataset.ready = '1';
   }
-  window.nasmt = { select: select, state: function () { return { selected: sel, version: D && D.version }; } };
+  window.nasmt = { select: select, drawAll: drawAll, state: function () { return { selected: sel, version: D && D.version }; } };
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start); else start();
 })();
