@@ -233,9 +233,16 @@ def complete_trials(trials: list[dict]) -> list[dict]:
     return [t for t in trials if t.get("status") == "complete"]
 
 
+def front_candidates(trials: list[dict]) -> list[dict]:
+    """Trials that may be on a Pareto front: complete and within the run's hard budgets
+    (`metrics.feasible` is False for a trial over --max-bytes / --max-latency-ms)."""
+    return [t for t in complete_trials(trials) if (t.get("metrics") or {}).get("feasible", True) is not False]
+
+
 def pareto_trials(trials: list[dict], objectives: list[Objective]) -> list[dict]:
-    """The complete trials on the Pareto front (failed/stopped trials never are)."""
-    comp = complete_trials(trials)
+    """The Pareto front: complete trials within budget only (failed, stopped and
+    over-budget trials never are)."""
+    comp = front_candidates(trials)
     mask = pareto_mask(objective_matrix(comp, objectives))
     front = [t for t, m in zip(comp, mask) if m]
     return sorted(front, key=lambda t: [o.sign * t["metrics"][o.name] for o in objectives])
