@@ -24,7 +24,16 @@ from torch import nn
 
 from . import ops as O
 from .errors import RunDirError, UserError
-from .results import atomic_write_json, atomic_write_text, knee_point, load_run, load_trials, pareto_trials, parse_objectives
+from .results import (
+    atomic_write_json,
+    atomic_write_text,
+    front_candidates,
+    knee_point,
+    load_run,
+    load_trials,
+    pareto_trials,
+    parse_objectives,
+)
 from .spec import ArchSpec, BranchSpec
 
 # ----------------------------------------------------------------------------- choose
@@ -59,7 +68,7 @@ def choose_trial(run_dir: Path, trial: int | None, pick: str | None, objectives:
     if pick.startswith("best:"):
         name = pick[5:]
         (o,) = parse_objectives(name, suite, "--pick best:<objective>")
-        cand = [t for t in load_trials(run_dir) if t.get("status") == "complete" and o.name in t["metrics"]]
+        cand = [t for t in front_candidates(trials) if isinstance(t["metrics"].get(o.name), (int, float))]
         return min(cand, key=lambda t: o.sign * t["metrics"][o.name])
     raise UserError(f"--pick: expected 'knee' or 'best:<objective>' (got {pick!r})")
 
