@@ -180,11 +180,18 @@ def trial_rows(runs: list[RunData]) -> list[tuple[int, dict]]:
     return [(i, t) for i, r in enumerate(runs) for t in r.trials]
 
 
+def _candidates(trials: list[dict]) -> list[dict]:
+    """Trials that may be on a front: complete and not over a hard budget
+    (`metrics.feasible` False), as `nasmt.results.pareto_trials` decides."""
+    return [t for t in trials if t.get("status") == "complete"
+            and (t.get("metrics") or {}).get("feasible", True) is not False]
+
+
 def _fronts(runs: list[RunData], objectives: list[Objective]) -> list[set[int]]:
-    """Per run: trial numbers on its Pareto front (complete trials only)."""
+    """Per run: trial numbers on its Pareto front (complete, within-budget trials only)."""
     out = []
     for r in runs:
-        comp = [t for t in r.trials if t.get("status") == "complete"]
+        comp = _candidates(r.trials)
         mask = pareto_mask(objective_matrix(comp, objectives)) if comp else np.zeros(0, bool)
         out.append({int(t["number"]) for t, m in zip(comp, mask) if m})
     return out
@@ -440,7 +447,7 @@ def hypervolume_info(runs: list[RunData], objectives: list[Objective]) -> dict:
     """
     mats = []
     for r in runs:
-        comp = sorted((t for t in r.trials if t.get("status") == "complete"), key=lambda t: int(t["number"]))
+        comp = sorted(_candidates(r.trials), key=lambda t: int(t["number"]))
         mats.append((comp, objective_matrix(comp, objectives)))
     allm = np.vstack([m for _, m in mats]) if mats else np.zeros((0, len(objectives)))
     ok = allm[~np.isnan(allm).any(axis=1)] if len(allm) else allm
@@ -913,8 +920,10 @@ def table_info(runs: list[RunData], objectives: list[Objective]) -> dict:
     for m in metric_cols:
         cols.append({"key": m, "label": objective_label(m, task_names), "type": "num",
                      "objective": any(o.name == m for o in objectives)})
+    budgeted = any("feasible" in (t.get("metrics") or {}) for r in runs for t in r.trials)
     cols += [
         {"key": "time_s", "label": "time (s)", "type": "num"},
+        *([{"key": "feasible", "label": "budget", "type": "text"}] if budgeted else []),
         {"key": "hash", "label": "architecture", "type": "text"},
         {"key": "error", "label": "reason", "type": "text"},
     ]
@@ -928,7 +937,9 @@ def table_info(runs: list[RunData], objectives: list[Objective]) -> dict:
             rows.append(
                 [ri, num, str(t.get("status", "?")), 1 if num in fronts[ri] and t.get("status") == "complete" else 0]
                 + [_num(met.get(m)) for m in metric_cols]
-                + [_num((t.get("timings") or {}).get("total_s")), str(spec.get("hash") or ""),
+                + [_num((t.get("timings") or {}).get("total_s"))]
+                + ([{True: "ok", False: "over"}.get(met.get("feasible"), "")] if budgeted else [])
+                + [str(spec.get("hash") or ""),
                    "" if err is None else str(err)[:2000]]
             )
     return {"columns": cols, "rows": rows, "obj_cols": [4 + j for j in range(len(objectives))]}
@@ -943,7 +954,7 @@ def default_selection(runs: list[RunData], objectives: list[Objective]) -> int |
     if not rows:
         return None
     r0 = runs[0]
-    comp = [t for t in r0.trials if t.get("status") == "complete"]
+    comp = _candidates(r0.trials)
     M = objective_matrix(comp, objectives)
     ok = [t for t, m in zip(comp, M) if not np.isnan(m).any()]
     if ok:
@@ -1016,7 +1027,7 @@ def build_payload(runs: list[RunData], objectives: list[Objective], mode: str = 
         "notes": {
             "importance": iinfo["message"],
             "importance_evaluator": iinfo["evaluator"],
-            "hypervolume": "objectives min-max normalized over all complete trials; reference point 1.1 in each",
+            "hypervolume": "objectives min-max normalized over complete within-budget trials; reference point 1.1 in each",
             "genome": f"{len(ginfo['decisions'])} of {ginfo['n_decisions']} varying decisions"
                       + (" (most important first)" if iinfo["params"] else "")
                       + (f"; {ginfo['n']:,} of {ginfo['n_all']:,} trials (every front trial + a random sample)"

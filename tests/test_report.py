@@ -413,3 +413,23 @@ def test_pareto_mask_matches_naive():
         P = np.round(rng.random((300, k)) * 20)  # many ties and duplicates
         P[10] = np.nan
         assert pareto_mask(P).tolist() == pareto_mask_naive(P).tolist()
+
+
+def test_over_budget_trials_are_never_on_the_front(run_copy):
+    recs = [json.loads(l) for l in (run_copy / "trials.jsonl").read_text().splitlines() if l.strip()]
+    comp = [r for r in recs if r["status"] == "complete"]
+    best = min(comp, key=lambda r: r["metrics"]["params"])  # always on the (mean_error, params) front
+    for r in comp:
+        r["metrics"]["feasible"] = r is not best
+    (run_copy / "trials.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    runs = load_runs([run_copy])
+    objs = resolve_objectives(runs, None)
+    info = pareto_info(runs, objs)
+    r = info["runs"][0]
+    front = {int(n) for n in r["number"][r["front"]]}
+    assert best["number"] not in front
+    assert front == {t["number"] for t in pareto_trials(runs[0].trials, objs)}
+    tab = table_info(runs, objs)
+    k = [c["key"] for c in tab["columns"]].index("feasible")
+    byn = {row[1]: row for row in tab["rows"]}
+    assert byn[best["number"]][k] == "over" and byn[best["number"]][3] == 0
