@@ -331,6 +331,9 @@ def make_sampler(name: str, seed: int, trials: int, max_bytes=None, max_latency_
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # Ray warns when the define-by-run hook takes > 1 s; TPE's multivariate model on a
+    # loaded machine can, and the hook only derives (no training), so the hint is moot.
+    warnings.filterwarnings("ignore", message="Define-by-run function passed in the `space` argument took")
     cons = None
     if max_bytes is not None or max_latency_ms is not None:
         from .quant import constraints_func
