@@ -120,6 +120,12 @@ def cmd_search(a):
     if a.resume:
         from .search import SearchConfig
 
+        # a resumed search keeps the run's own settings (run.json): refuse flags it would ignore
+        defaults = vars(build_parser().parse_args(["search", "--resume", a.resume]))
+        given = [k for k, v in vars(a).items() if k not in ("resume", "quiet", "fn") and v != defaults.get(k)]
+        if given:
+            flag = "--" + {"fault": "inject-fault"}.get(given[0], given[0]).replace("_", "-")
+            raise UserError(f"{flag}: not allowed with --resume (a resumed search keeps the settings in {a.resume}/run.json)")
         run_search(SearchConfig(space="", tasks="", out=a.resume, quiet=a.quiet), resume=True)
         return
     for need in ("space", "tasks", "out"):
