@@ -284,8 +284,10 @@ def _make_searcher(space, objectives: list[Objective], sampler, storage, target:
             self.n_complete, self.n_failed, self.in_flight = done, failed, set()
 
         def suggest(self, trial_id):
-            if self.n_complete + len(self.in_flight) >= target or self.n_failed >= max_failures:
-                return Searcher.FINISHED
+            if self.n_complete >= target or self.n_failed >= max_failures:
+                return Searcher.FINISHED  # final: Tune asks no more
+            if self.n_complete + len(self.in_flight) >= target:
+                return None  # not now: a trial in flight may still fail or be stopped early
             cfg = super().suggest(trial_id)
             if cfg is not None:
                 self.in_flight.add(trial_id)
@@ -620,7 +622,9 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,
-            num_samples=(target - done) + (cfg.max_failures - failed) + 1,
+            # NasmtSearch ends the run (target complete or max failures); trials an early-stop
+            # scheduler stops count as neither, so then Tune must not cap the trial count
+            num_samples=-1 if scheduler is not None else (target - done) + (cfg.max_failures - failed) + 1,
             max_concurrent_trials=conc,
             reuse_actors=True,
         ),
