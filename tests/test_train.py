@@ -11,7 +11,7 @@ from nasmt.build import build
 from nasmt.data import load_data_cached
 from nasmt.derive import derive
 from nasmt.errors import TrialError
-from nasmt.grammar import load_grammar
+from nasmt.grammar import load_grammar, parse_grammar
 from nasmt.tasks import load_suite
 from nasmt.train import TrainConfig, auc, evaluate, train
 
@@ -36,7 +36,11 @@ def _spec(gname, suite, data, seed=0):
 def test_multitask_training_learns_multimnist():
     suite = load_suite(ROOT / "tests" / "data" / "mm_small.toml")
     data = load_data_cached(suite)
-    spec = _spec("conv", suite, data)
+    g = parse_grammar(
+        "trunk = conv(k=3, c=16, s=2) conv(k=3, c=32)\nbranch = tap(at=last) head\nhead = flatten() fc(h=64)\n",
+        "fixed.grammar",
+    )
+    spec = derive(g, optuna.trial.FixedTrial({}), suite.tasks, data.input_shape, data.n_outputs)
     torch.manual_seed(0)
     m = build(spec)
     before = evaluate(m, suite, data, "val")
