@@ -509,7 +509,12 @@ def _init_ray(cfg: SearchConfig):
         try:
             ray.init(address=cfg.address, **kw)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise ResourceError(f"--address {cfg.address}: cannot join the Ray cluster ({str(e).splitlines()[0]})") from None
+            hint = ""
+            if not os.environ.get("RAY_AUTH_MODE"):
+                # Ray >= 2.59 starts clusters with token authentication; a driver given an
+                # explicit address only sends the token when RAY_AUTH_MODE=token is set.
+                hint = "; if the cluster uses token authentication, set RAY_AUTH_MODE=token (and RAY_AUTH_TOKEN), or use --address auto on a cluster node"
+            raise ResourceError(f"--address {cfg.address}: cannot join the Ray cluster ({str(e).splitlines()[0]}){hint}") from None
     else:
         ray.init(include_dashboard=False, **kw)
 
