@@ -140,7 +140,8 @@ def test_no_unsafe_deserialization_in_nasmt():
 
 def test_unsafe_pattern_check_can_fail():
     """The grep above is not vacuous: it flags each pattern it claims to."""
-    samples = ["x = pickle.load(f)", "yaml.load(s)", "eval(text)", "exec(code)", "np.load(p, allow_pickle=True)"]
+    # assembled at run time so that repository-wide greps do not flag this test itself
+    samples = ["x = pickle" + ".load(f)", "yaml" + ".load(s)", "eval(text)", "exec(code)", "np.load(p, allow_pickle=True)"]
     for s in samples:
         assert any(rx.search(s) for rx, _ in UNSAFE), s
     assert not any(rx.search("yaml.load(s, Loader=yaml.SafeLoader)") for rx, _ in UNSAFE)
