@@ -77,15 +77,20 @@ class _Walker:
             return it.lo
         return int(self.rec.categorical(f"{path}.n", list(range(it.lo, it.hi + 1))))
 
-    def item(self, it: Item, path: str, out: list, tag: str, skip_key: bool = False):
+    def instances(self, it: Item, path: str, skip_key: bool = False) -> list[str]:
+        """Paths of the instances of a (possibly repeated) item; decides the count."""
         p = path if skip_key else f"{path}.{it.key}"
-        n = self.count(it, p)
-        for j in range(n):
-            ip = f"{p}.{j}" if it.hi > 1 else p
-            if isinstance(it.atom, Ref):
-                self.rule(it.atom.name, ip, out, tag)
-            else:
-                out.append((tag, self.op(it.atom, ip)))
+        return [f"{p}.{j}" if it.hi > 1 else p for j in range(self.count(it, p))]
+
+    def expand(self, it: Item, path: str, out: list, tag: str):
+        if isinstance(it.atom, Ref):
+            self.rule(it.atom.name, path, out, tag)
+        else:
+            out.append((tag, self.op(it.atom, path)))
+
+    def item(self, it: Item, path: str, out: list, tag: str, skip_key: bool = False):
+        for ip in self.instances(it, path, skip_key):
+            self.expand(it, ip, out, tag)
 
     def op(self, op: Op, path: str) -> OpSpec:
         schema = OPS[op.name]
@@ -109,15 +114,9 @@ class _Walker:
         alt, base = self.choose("trunk", "trunk")
         stages = []
         for it in alt.items:
-            p = f"{base}.{it.key}"
-            n = self.count(it, p)
-            for j in range(n):
-                ip = f"{p}.{j}" if it.hi > 1 else p
+            for ip in self.instances(it, base):
                 ops: list = []
-                if isinstance(it.atom, Ref):
-                    self.rule(it.atom.name, ip, ops, "trunk")
-                else:
-                    ops.append(("trunk", self.op(it.atom, ip)))
+                self.expand(it, ip, ops, "trunk")
                 stages.append([o for _, o in ops])
         return stages
 
