@@ -247,13 +247,11 @@ def export_run(
     number = int(rec["number"])
     spec = ArchSpec.from_json(rec["spec"])
     suite = suite_from_json(run["suite"], file=run.get("suite_file", "<run>"))
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    model = build(spec)
     wfile = run_dir / "trials" / f"{number:05d}" / "weights.safetensors"
     data = load_data(suite)
+    torch.manual_seed(seed)
+    model = build(spec)
     if retrain_epochs:
-        torch.manual_seed(seed)
-        model = build(spec)
         train(model, suite, data, TrainConfig(epochs=retrain_epochs, seed=seed, batch_size=run["config"].get("batch_size", 128), lr=run["config"].get("lr", 3e-3)))
     else:
         if not wfile.exists():

@@ -466,8 +466,7 @@ def prepare(cfg: SearchConfig, resume: bool = False):
         raise UserError(f"--latency-batch: must be at least 1 (got {cfg.latency_batch})")
     if cfg.qat_steps < 0:
         raise UserError(f"--qat-steps: must be 0 or more (got {cfg.qat_steps})")
-    for n, kind in _faults_checked(cfg.fault).items():
-        pass
+    _faults_checked(cfg.fault)
     grammar = load_grammar(cfg.space)
     suite = load_suite(cfg.tasks)
     check_compatible(grammar, suite.is_image, suite.file)
