@@ -104,8 +104,11 @@ def main():
     t0 = time.perf_counter()
     train(base, suite, data, tc)
     base_train_s = time.perf_counter() - t0
+    from nasmt.build import cost
+
     baseline = {
         "params": sum(p.numel() for p in base.parameters()),
+        "flops": cost(base, data.input_shape)["flops"],
         "test_accuracy": test_metrics(base),
         "train_s": round(base_train_s, 1),
         "arch": "LeNet (Sener & Koltun 2018): conv(10,k5)-pool-conv(20,k5)-pool-fc(50) shared; per task fc(50)-linear",
