@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.set_defaults(fn=cmd_search)
 
     q = sub.add_parser("quickstart", help="small search on the embedded MultiMNIST suite, then a report",
-                       description="Search search_spaces/conv.grammar on tasks/multimnist.toml (12 trials, 1 epoch) and write the report.")
+                       description="Search search_spaces/conv.grammar on tasks/multimnist.toml (12 trials, 3 epochs each by default) and write the report.")
     _add_search_args(q, quick=True)
     q.set_defaults(fn=cmd_quickstart)
 

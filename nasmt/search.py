@@ -239,11 +239,13 @@ def _quant_metrics(model, spec, suite, data, ctx, seed, device) -> dict:
     from .train import evaluate
 
     m: dict = {}
+    calib = Q.calib_batch(data, device)
+    act = None  # activation scales: calibrated once, reused for the latency artifact
     if not Q.is_fp32(spec):
         if ctx.get("qat_steps"):
             m.update(Q.qat(model, spec, suite, data, ctx["qat_steps"], lr=ctx["lr"] * 0.1,
                            batch_size=ctx["batch_size"], seed=seed, device=device))
-        with Q.simulate(model, spec, Q.calib_batch(data, device)):
+        with Q.simulate(model, spec, calib) as act:
             m.update(evaluate(model, suite, data, "val", device))
     m["quant_policy"] = Q.policy_summary(spec)
     m["size_bytes"] = Q.size_bytes(model, spec)
@@ -251,7 +253,7 @@ def _quant_metrics(model, spec, suite, data, ctx, seed, device) -> dict:
     if ctx.get("predict_latency"):
         m["predicted_latency_ms"] = Q.predicted_latency_ms(spec, batch)
     if ctx.get("measure_latency"):
-        m["latency_ms"] = Q.model_latency(model.cpu(), spec, Q.calib_batch(data), batch)
+        m["latency_ms"] = Q.model_latency(model.cpu(), spec, calib.cpu(), batch, act=act)
         m["latency_source"] = "measured"
     m["feasible"] = Q.feasible(m, ctx.get("max_bytes"), ctx.get("max_latency_ms"))
     return m
