@@ -53,9 +53,9 @@ def pt2e_vs_ort(spec_model, input_shape, out: dict) -> None:
     """torchao PT2E (X86InductorQuantizer) eager and compiled (freezing) vs the ORT artifact."""
     from torch import nn
 
-    from nasmt import ops as O
+    from nasmt.model import ops as O
     from nasmt import quant as Q
-    from nasmt.spec import Precision
+    from nasmt.space.spec import Precision
 
     torch.manual_seed(0)
     # the PT2E quantizer rejects our Residual block (a ReLU module called twice:
@@ -134,8 +134,8 @@ def main():
 
     from nasmt import quant as Q
     from nasmt.data import load_data_cached
-    from nasmt.results import Objective, load_run, load_trials, pareto_trials
-    from nasmt.tasks import suite_from_json
+    from nasmt.run import Objective, load_run, read_trials, pareto_trials
+    from nasmt.data.suite import suite_from_json
 
     t_start = time.time()
     run = Path(tempfile.mkdtemp(prefix="bench_quant_")) / "run"
@@ -153,7 +153,7 @@ def main():
     suite = suite_from_json(info["suite"])
     data = load_data_cached(suite)
     objs = [Objective(**o) for o in info["objectives"]]
-    trials = [t for t in load_trials(run) if t.get("status") == "complete"]
+    trials = [t for t in read_trials(run) if t.get("status") == "complete"]
     feasible = [t for t in trials if t["metrics"].get("feasible", True)]
     front = pareto_trials(feasible, objs)[: a.max_front]
     lat = json.loads((run / Q.LATENCY_FILE).read_text()) if (run / Q.LATENCY_FILE).exists() else {}

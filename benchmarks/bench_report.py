@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from nasmt.report import write_report  # noqa: E402
-from nasmt.results import pareto_mask, pareto_mask_naive  # noqa: E402
-from nasmt.tasks import load_suite  # noqa: E402
+from nasmt.run import pareto_mask, pareto_mask_naive  # noqa: E402
+from nasmt.data.suite import load_suite  # noqa: E402
 
 SUITE = ROOT / "tests" / "data" / "mm_small.toml"
 GRAMMAR = ROOT / "search_spaces" / "conv.grammar"
@@ -128,11 +128,11 @@ def optuna_baseline_html(run_dir: Path, out: Path) -> Path:
     """optuna.visualization.plot_pareto_front of the same complete trials, plotly.js inline."""
     import optuna
 
-    from nasmt.results import load_trials
+    from nasmt.run import read_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=["minimize", "minimize"])
-    trials = [t for t in load_trials(run_dir) if t["status"] == "complete"]
+    trials = [t for t in read_trials(run_dir) if t["status"] == "complete"]
     study.add_trials([optuna.trial.create_trial(values=[t["metrics"]["mean_error"], t["metrics"]["params"]])
                       for t in trials])
     fig = optuna.visualization.plot_pareto_front(study)

@@ -32,11 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from nasmt import ops as O  # noqa: E402
-from nasmt.build import build  # noqa: E402
+from nasmt.model.build import build  # noqa: E402
 from nasmt.data import load_data  # noqa: E402
-from nasmt.results import load_run, load_trials  # noqa: E402
-from nasmt.spec import ArchSpec  # noqa: E402
-from nasmt.tasks import load_suite  # noqa: E402
+from nasmt.run import load_run, read_trials  # noqa: E402
+from nasmt.space.spec import ArchSpec  # noqa: E402
+from nasmt.data.suite import load_suite  # noqa: E402
 from nasmt.train import TrainConfig, evaluate, train  # noqa: E402
 
 
@@ -73,7 +73,7 @@ def main():
         )
         search_wall = time.perf_counter() - t0
     cfg = load_run(run)["config"]
-    trials = [t for t in load_trials(run) if t["status"] == "complete"]
+    trials = [t for t in read_trials(run) if t["status"] == "complete"]
     suite = load_suite(a.suite)
     data = load_data(suite)
 
@@ -104,7 +104,7 @@ def main():
     t0 = time.perf_counter()
     train(base, suite, data, tc)
     base_train_s = time.perf_counter() - t0
-    from nasmt.build import cost
+    from nasmt.model.build import cost
 
     baseline = {
         "params": sum(p.numel() for p in base.parameters()),

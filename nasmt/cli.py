@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import UserError
+from nasmt.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SPACE = ROOT / "search_spaces" / "conv.grammar"
@@ -56,7 +56,7 @@ def _add_search_args(p: argparse.ArgumentParser, quick: bool = False):
 
 
 def _search_config(a) -> "SearchConfig":
-    from .search import SearchConfig
+    from nasmt.search import SearchConfig
 
     return SearchConfig(
         space=a.space, tasks=a.tasks, out=a.out, objectives=a.objectives, trials=a.trials, sampler=a.sampler,
@@ -70,12 +70,12 @@ def _search_config(a) -> "SearchConfig":
 
 
 def cmd_validate(a):
-    from .grammar import check_compatible, load_grammar
+    from nasmt.space.grammar import check_compatible, load_grammar
 
     for f in a.grammars:
         g = load_grammar(f)
         if a.tasks:
-            from .tasks import load_suite
+            from nasmt.data.suite import load_suite
 
             s = load_suite(a.tasks)
             check_compatible(g, s.is_image, s.file)
@@ -86,11 +86,11 @@ def cmd_validate(a):
 def cmd_sample(a):
     import optuna
 
-    from .build import build, cost
-    from .data import load_data
-    from .derive import derive
-    from .grammar import check_compatible, load_grammar
-    from .tasks import load_suite
+    from nasmt.model.build import build, cost
+    from nasmt.data import load_data
+    from nasmt.space.derive import derive
+    from nasmt.space.grammar import check_compatible, load_grammar
+    from nasmt.data.suite import load_suite
 
     if a.n < 1:
         raise UserError(f"-n: must be at least 1 (got {a.n})")
@@ -115,10 +115,10 @@ def cmd_sample(a):
 
 
 def cmd_search(a):
-    from .search import run_search
+    from nasmt.search import run_search
 
     if a.resume:
-        from .search import SearchConfig
+        from nasmt.search import SearchConfig
 
         # a resumed search keeps the run's own settings (run.json): refuse flags it would ignore
         defaults = vars(build_parser().parse_args(["search", "--resume", a.resume]))
@@ -135,8 +135,8 @@ def cmd_search(a):
 
 
 def cmd_quickstart(a):
-    from .report import write_report
-    from .search import run_search
+    from nasmt.report import write_report
+    from nasmt.search import run_search
 
     out = run_search(_search_config(a))
     path = write_report([out])
@@ -144,14 +144,14 @@ def cmd_quickstart(a):
 
 
 def cmd_report(a):
-    from .report import write_report
+    from nasmt.report import write_report
 
     path = write_report([Path(r) for r in a.runs], out=a.output, objectives=a.objectives)
     print(path)
 
 
 def cmd_export(a):
-    from .export import export_run
+    from nasmt.export import export_run
 
     out = export_run(
         Path(a.run), Path(a.out), trial=a.trial, pick=a.pick, retrain_epochs=a.retrain_epochs,
@@ -161,7 +161,7 @@ def cmd_export(a):
 
 
 def cmd_dashboard(a):
-    from .dashboard import serve
+    from nasmt.report.dashboard import serve
 
     serve([Path(r) for r in a.runs], host=a.host, port=a.port, objectives=a.objectives, open_browser=False)
 

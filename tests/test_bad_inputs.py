@@ -22,7 +22,7 @@ import pytest
 from conftest import ROOT
 from nasmt.cli import main
 from nasmt.errors import RunDirError
-from nasmt.results import load_trials, read_jsonl
+from nasmt.run import read_trials, read_jsonl
 
 BAD = ROOT / "tests" / "bad_inputs"
 CASES = tomllib.loads((BAD / "cases.toml").read_text(encoding="utf-8"))["case"]
@@ -155,7 +155,7 @@ def test_torn_last_line_is_skipped_with_a_warning(tmp_path):
         + '{"number": 2, "status": "comp'
     )
     with pytest.warns(UserWarning, match=r"trials.jsonl:3: torn last record"):
-        trials = load_trials(tmp_path)
+        trials = read_trials(tmp_path)
     assert [t["number"] for t in trials] == [0, 1]
 
 
@@ -172,5 +172,5 @@ def test_last_record_per_number_wins(tmp_path):
     (tmp_path / "trials.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        trials = load_trials(tmp_path)
+        trials = read_trials(tmp_path)
     assert [(t["number"], t["status"]) for t in trials] == [(0, "complete"), (1, "complete")]

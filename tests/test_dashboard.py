@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from nasmt.dashboard import make_server, serve
+from nasmt.report.dashboard import make_server, serve
 from nasmt.errors import RunDirError, UserError
-from nasmt.results import load_trials
+from nasmt.run import read_trials
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +71,7 @@ def test_routes_and_path_traversal(server, tiny_run):
     st, h, body = _get(server, "/api/data")
     assert st == 200 and h["Content-Type"].startswith("application/json")
     data = json.loads(body)
-    assert len(data["table"]["rows"]) == len(load_trials(tiny_run))
+    assert len(data["table"]["rows"]) == len(read_trials(tiny_run))
     st, _, body = _get(server, "/api/data?v=" + data["version"])
     assert st == 204 and body == b""
     for bad in ["/../../etc/passwd", "/static/../../run.json", "/static/..%2f..%2frun.json", "/%2e%2e/run.json",
@@ -105,7 +105,7 @@ def test_api_data_picks_up_new_trials(run_copy):
         st, _, body = _get(srv, "/api/data")
         first = json.loads(body)
         n = len(first["table"]["rows"])
-        recs = load_trials(run_copy)
+        recs = read_trials(run_copy)
         new = dict(next(r for r in recs if r["status"] == "complete"))
         new["number"] = 77
         new["metrics"] = dict(new["metrics"], mean_error=0.01, params=10)  # dominates everything
@@ -217,7 +217,7 @@ def test_browser_click_pareto_point_selects_trial(tiny_run, tmp_path):
                 gd.emit('plotly_click', {points: [{customdata: tr.customdata[el.__data__.i], pointNumber: el.__data__.i}]});""")
             _wait(driver, f"return document.body.dataset.selectedTrial === '{target}'", timeout=10)
 
-        rec = next(t for t in load_trials(tiny_run) if t["number"] == target)
+        rec = next(t for t in read_trials(tiny_run) if t["number"] == target)
         cmd = driver.find_element(By.ID, "export-cmd").text
         assert cmd == f"nasmt export {shlex.quote(str(tiny_run))} --trial {target} --out exported/tiny-t{target}"
         assert driver.find_element(By.ID, "sel-title").text.startswith(f"Trial {target}")

@@ -16,7 +16,7 @@ from nasmt.data import PreparedData, data_fingerprint, load_data, load_data_cach
 from nasmt.data import images as im
 from nasmt.data.tabular import split_indices
 from nasmt.errors import DataError
-from nasmt.tasks import load_suite
+from nasmt.data.suite import load_suite
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]

@@ -6,10 +6,10 @@ import optuna
 import pytest
 import torch
 
-from nasmt.build import build, cost
-from nasmt.derive import derive, replay
-from nasmt.grammar import load_grammar, parse_grammar
-from nasmt.spec import ArchSpec
+from nasmt.model.build import build, cost
+from nasmt.space.derive import derive, replay
+from nasmt.space.grammar import load_grammar, parse_grammar
+from nasmt.space.spec import ArchSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 optuna.logging.set_verbosity(optuna.logging.WARNING)

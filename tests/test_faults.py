@@ -18,7 +18,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from conftest import TINY_SPACE, nasmt
-from nasmt.results import Objective, load_trials, pareto_trials, read_jsonl
+from nasmt.run import Objective, read_trials, pareto_trials, read_jsonl
 from nasmt.search import _record_callback
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -59,7 +59,7 @@ def test_each_fault_kind_is_recorded_and_replaced_and_early_stop(tmp_path):
         "--inject-fault", "exception@0,nan@1,oom@2,timeout@3", "--max-failures", 5,
     )
     assert "Traceback" not in r.stdout
-    trials = load_trials(run)
+    trials = read_trials(run)
     by = {t["number"]: t for t in trials}
     expect = {
         0: "RuntimeError: injected fault: exception in the trainable",
@@ -100,7 +100,7 @@ def test_too_many_failures_stop_cleanly(tmp_path):
     )
     assert r.returncode == 0
     assert "stopped: " in r.stdout and "(--max-failures 2)" in r.stdout, r.stdout
-    trials = load_trials(run)
+    trials = read_trials(run)
     failed = [t for t in trials if t["status"] == "failed"]
     assert len(failed) >= 2 and all("injected fault" in t["error"] for t in failed)
     assert not [t for t in trials if t["status"] == "complete"]
@@ -131,7 +131,7 @@ def test_recorder_stopped_and_failed_records(tmp_path):
     rec.on_trial_complete(0, [], _FakeTrial(0, {"mean_error": 0.01, "epoch": 1, "final": False, "params": 1}))
     # a failed trial that could not write error.json: the reason comes from Tune's error file
     rec.on_trial_error(0, [], _FakeTrial(1, None, "t1", str(err)))
-    trials = load_trials(tmp_path)
+    trials = read_trials(tmp_path)
     assert [(t["number"], t["status"]) for t in trials] == [(0, "stopped"), (1, "failed")]
     assert trials[0]["spec"] == {"genome": {"a": 1}} and trials[0]["metrics"] == {"mean_error": 0.01, "epoch": 1}
     assert trials[1]["error"] == "ValueError: boom"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from nasmt.errors import GrammarError
-from nasmt.grammar import check_compatible, load_grammar, parse_grammar
+from nasmt.space.grammar import check_compatible, load_grammar, parse_grammar
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.grammar"))

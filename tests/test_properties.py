@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT
-from nasmt.build import build
-from nasmt.derive import derive, replay
+from nasmt.model.build import build
+from nasmt.space.derive import derive, replay
 from nasmt.errors import NasmtError
-from nasmt.grammar import parse_grammar
-from nasmt.tasks import load_suite, suite_from_dict
+from nasmt.space.grammar import parse_grammar
+from nasmt.data.suite import load_suite, suite_from_dict
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACES = {p.stem: p.read_text(encoding="utf-8") for p in sorted((ROOT / "search_spaces").glob("*.grammar"))}

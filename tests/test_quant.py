@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from nasmt import quant as Q
-from nasmt.build import build
-from nasmt.spec import ArchSpec, BranchSpec, OpSpec, Precision, StageSpec
+from nasmt.model.build import build
+from nasmt.space.spec import ArchSpec, BranchSpec, OpSpec, Precision, StageSpec
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,7 +117,7 @@ def test_simulate_restores_weights_and_changes_outputs():
 
 def test_qat_updates_fp32_master_weights():
     from nasmt.data import load_data_cached
-    from nasmt.tasks import load_suite
+    from nasmt.data.suite import load_suite
 
     suite = load_suite(ROOT / "tests" / "data" / "mm_small.toml")
     data = load_data_cached(suite)
@@ -243,7 +243,7 @@ for k, v in outs.items():
 
 def test_export_quantized_on_real_data(tmp_path):
     from nasmt.data import load_data_cached
-    from nasmt.tasks import load_suite
+    from nasmt.data.suite import load_suite
     from nasmt.train import TrainConfig, train
 
     suite = load_suite(ROOT / "tests" / "data" / "mm_small.toml")

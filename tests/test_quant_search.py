@@ -4,8 +4,8 @@
 from pathlib import Path
 
 from conftest import CONV_SPACE, SMALL_SUITE, nasmt
-from nasmt.results import Objective, load_run, load_trials, pareto_trials
-from nasmt.spec import ArchSpec
+from nasmt.run import Objective, load_run, read_trials, pareto_trials
+from nasmt.space.spec import ArchSpec
 
 BUDGET = 60000
 
@@ -18,7 +18,7 @@ def test_budgeted_quantized_search(tmp_path: Path):
     assert "latency predictor vs measured" in p.stdout
     run = load_run(out)
     assert run["config"]["max_bytes"] == BUDGET
-    trials = load_trials(out)
+    trials = read_trials(out)
     assert sum(t["status"] == "complete" for t in trials) == 5
     for t in trials:
         m = t["metrics"]

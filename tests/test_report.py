@@ -32,12 +32,12 @@ from nasmt.report import (
     task_matrix_info,
     write_report,
 )
-from nasmt.results import (
+from nasmt.run import (
     Objective,
     hypervolume,
     hypervolume_2d,
     hypervolume_history,
-    load_trials,
+    read_trials,
     objective_matrix,
     pareto_mask,
     pareto_mask_naive,
@@ -99,7 +99,7 @@ def test_report_has_every_view(report_html, tiny_run):
     assert set(p["figures"]) == {"pareto", "hypervolume", "tasks", "genome", "importance"}
     for name, fig in p["figures"].items():
         assert "data" in fig and "layout" in fig, name
-    trials = load_trials(tiny_run)
+    trials = read_trials(tiny_run)
     assert len(p["table"]["rows"]) == len(trials)
     assert p["mode"] == "report"
     assert p["selected"] is not None
@@ -179,7 +179,7 @@ def test_pareto_info_matches_records(tiny_run):
     runs = load_runs([tiny_run])
     objs = resolve_objectives(runs, None)
     info = pareto_info(runs, objs)
-    trials = load_trials(tiny_run)
+    trials = read_trials(tiny_run)
     comp = [t for t in trials if t["status"] == "complete"]
     r = info["runs"][0]
     assert list(r["number"]) == [t["number"] for t in comp]
@@ -250,7 +250,7 @@ def test_multi_run_overlay(tiny_run, run_copy, tmp_path):
     symbols = {t["marker"]["symbol"] for t in p["figures"]["pareto"]["data"]
                if t.get("mode") == "markers" and t.get("name") != "selected" and "stopped" not in t.get("name", "")}
     assert symbols == {p["runs"][0]["symbol"], p["runs"][1]["symbol"]}
-    n = len(load_trials(tiny_run))
+    n = len(read_trials(tiny_run))
     assert len(p["table"]["rows"]) == 2 * n
     assert {r[0] for r in p["table"]["rows"]} == {0, 1}
 
@@ -264,7 +264,7 @@ def test_hypervolume_info(tiny_run):
     h = hypervolume_info(runs, objs)
     hv = h["runs"][0]["hv"]
     assert np.all(np.diff(hv) >= -1e-12)
-    comp = [t for t in load_trials(tiny_run) if t["status"] == "complete"]
+    comp = [t for t in read_trials(tiny_run) if t["status"] == "complete"]
     M = objective_matrix(comp, objs)
     norm = (M - h["lo"]) / np.where(h["hi"] > h["lo"], h["hi"] - h["lo"], 1.0)
     assert hv[-1] == pytest.approx(hypervolume_2d(norm, np.array([1.1, 1.1])))
@@ -274,7 +274,7 @@ def test_task_matrix_info(tiny_run):
     runs = load_runs([tiny_run])
     info = task_matrix_info(runs, resolve_objectives(runs, None))
     assert [t["ident"] for t in info["tasks"]] == ["left", "right"]
-    comp = [t for t in load_trials(tiny_run) if t["status"] == "complete"]
+    comp = [t for t in read_trials(tiny_run) if t["status"] == "complete"]
     r = info["runs"][0]
     assert r["errors"].shape == (len(comp), 2)
     for n, e in zip(r["number"], r["errors"]):
@@ -343,7 +343,7 @@ def test_importance_info(tiny_run):
 
 
 def test_arch_info(tiny_run):
-    t = next(t for t in load_trials(tiny_run) if t.get("spec"))
+    t = next(t for t in read_trials(tiny_run) if t.get("spec"))
     info = arch_info(t["spec"], {"left": "Left digit"})
     spec = t["spec"]
     assert len(info["stages"]) == len(spec["stages"])

@@ -21,8 +21,8 @@ from optuna.trial import TrialState
 
 from nasmt.cli import main
 from nasmt.errors import RunDirError
-from nasmt.resume import INTERRUPTED, prepare_resume, repair_jsonl_tail
-from nasmt.results import load_trials, read_jsonl
+from nasmt.search.resume import INTERRUPTED, prepare_resume, repair_jsonl_tail
+from nasmt.run import read_trials, read_jsonl
 from nasmt.search import SearchConfig
 
 from conftest import ROOT, SMALL_SUITE, TINY_SPACE, nasmt
@@ -170,7 +170,7 @@ def test_resume_after_two_sigkills(tmp_path):
     recs = read_jsonl(run / "trials.jsonl")
     numbers = [int(x["number"]) for x in recs]
     assert len(numbers) == len(set(numbers)), f"a trial was recorded twice: {sorted(numbers)}"
-    final = load_trials(run)
+    final = read_trials(run)
     complete = {t["number"]: t for t in final if t["status"] == "complete"}
     assert len(complete) == trials
     assert before1 <= before2 <= set(complete), "a trial that finished before a kill was lost"
@@ -213,7 +213,7 @@ def test_resume_recovers_unrecorded_and_closes_running(run_copy):
     assert cfg.trials == json.loads((run_copy / "run.json").read_text())["config"]["trials"]
     assert n_complete == len(comp)
     assert n_failed == sum(1 for r in recs if r["status"] == "failed")
-    final = {t["number"]: t for t in load_trials(run_copy)}
+    final = {t["number"]: t for t in read_trials(run_copy)}
     assert final[lost]["status"] == "complete" and final[lost]["recovered"]
     assert final[running.number]["status"] == "failed" and final[running.number]["interrupted"]
     assert (run_copy / "trials.jsonl").read_bytes().endswith(b"\n")

@@ -16,14 +16,14 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import nasmt
-from nasmt.build import build
-from nasmt.results import Objective, load_run, load_trials, pareto_trials
-from nasmt.spec import ArchSpec
+from nasmt.model.build import build
+from nasmt.run import Objective, load_run, read_trials, pareto_trials
+from nasmt.space.spec import ArchSpec
 
 
 def test_search_records_every_trial(tiny_run):
     run = load_run(tiny_run)
-    trials = load_trials(tiny_run)
+    trials = read_trials(tiny_run)
     assert [t["number"] for t in trials] == [0, 1, 2, 3]
     assert all(t["status"] == "complete" for t in trials)
     for t in trials:
@@ -118,7 +118,7 @@ def test_export_pick_best_and_bad_trial(tiny_run, tmp_path):
     out = tmp_path / "best"
     p = nasmt("export", tiny_run, "--pick", "best:params", "--out", out, "--no-quantized")
     arch = json.loads((out / "arch.json").read_text())
-    trials = load_trials(tiny_run)
+    trials = read_trials(tiny_run)
     assert arch["trial"] == min(trials, key=lambda t: t["metrics"]["params"])["number"]
     p = nasmt("export", tiny_run, "--trial", "99", "--out", tmp_path / "x", check=False)
     assert p.returncode == 2 and "--trial 99" in p.stderr and "Traceback" not in p.stderr
@@ -148,7 +148,7 @@ def test_csv_suite_searches_end_to_end(tmp_path):
     out = tmp_path / "run"
     nasmt("search", "--space", Path(__file__).parent.parent / "search_spaces" / "mlp.grammar", "--tasks", suite,
           "--objectives", "mean_error,params", "--trials", 2, "--epochs", 2, "--out", out, "--sampler", "random")
-    trials = load_trials(out)
+    trials = read_trials(out)
     assert len(trials) == 2 and all(t["status"] == "complete" for t in trials)
     m = trials[0]["metrics"]
     assert {"churn_risk.auc", "spend.mae", "segment.accuracy", "mean_error"} <= set(m)

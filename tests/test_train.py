@@ -7,12 +7,12 @@ import optuna
 import pytest
 import torch
 
-from nasmt.build import build
+from nasmt.model.build import build
 from nasmt.data import load_data_cached
-from nasmt.derive import derive
+from nasmt.space.derive import derive
 from nasmt.errors import TrialError
-from nasmt.grammar import load_grammar, parse_grammar
-from nasmt.tasks import load_suite
+from nasmt.space.grammar import load_grammar, parse_grammar
+from nasmt.data.suite import load_suite
 from nasmt.train import TrainConfig, auc, evaluate, train
 
 ROOT = Path(__file__).resolve().parent.parent

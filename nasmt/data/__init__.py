@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from ..tasks import IMAGE_SOURCES, TaskSuite
+from nasmt.errors import DataError
+from nasmt.data.suite import IMAGE_SOURCES, TaskSuite
 
 __all__ = [
     "PreparedData",

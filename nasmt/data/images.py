@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from nasmt.cache import cache_dir
+from nasmt.errors import DataError
 
 GENERATOR_VERSION = 1
 CANVAS = 36
@@ -240,10 +241,6 @@ def generate(source: str, split_seed: int = 0, val_fraction: float = 0.1, where:
 
 
 # ---------------------------------------------------------------------------- disk cache
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("NASMT_CACHE") or Path.home() / ".cache" / "nasmt")
 
 
 def _source_stamp(source: str, where: str) -> str:

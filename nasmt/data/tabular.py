@@ -43,8 +43,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
-from ..tasks import TaskSuite
+from nasmt.errors import DataError
+from nasmt.data.suite import TaskSuite
 
 
 def _fmt(v) -> str:

@@ -24,8 +24,8 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import ResourceError, RunDirError, TrialError, UserError
-from .results import (
+from nasmt.errors import ResourceError, RunDirError, TrialError, UserError
+from nasmt.run import (
     JOURNAL_FILE,
     RUN_FILE,
     TRIALS_FILE,
@@ -33,7 +33,7 @@ from .results import (
     append_jsonl,
     atomic_write_json,
     is_run_dir,
-    load_trials,
+    read_trials,
     pareto_trials,
     parse_objectives,
 )
@@ -78,7 +78,7 @@ _GRAMMARS: dict = {}
 
 
 def _grammar(text: str, file: str):
-    from .grammar import parse_grammar
+    from nasmt.space.grammar import parse_grammar
 
     key = (text, file)
     if key not in _GRAMMARS:
@@ -88,7 +88,7 @@ def _grammar(text: str, file: str):
 
 def define_space(trial, grammar_text: str, grammar_file: str, tasks: tuple, input_shape: tuple, n_outputs: dict):
     """Optuna define-by-run hook (module level, so Ray can pickle it via functools.partial)."""
-    from .derive import derive
+    from nasmt.space.derive import derive
 
     derive(_grammar(grammar_text, grammar_file), trial, tasks, input_shape, n_outputs)
     return {NUMBER_KEY: trial.number}
@@ -128,11 +128,11 @@ def run_trial(config: dict, ctx: dict) -> None:
     import torch
     from ray import tune
 
-    from .build import build, cost
-    from .data import load_data_cached
-    from .derive import replay
-    from .results import atomic_write_json as write_json
-    from .train import TrainConfig, evaluate, train
+    from nasmt.model.build import build, cost
+    from nasmt.data import load_data_cached
+    from nasmt.space.derive import replay
+    from nasmt.run import atomic_write_json as write_json
+    from nasmt.train import TrainConfig, evaluate, train
 
     torch.set_num_threads(max(1, int(ctx["threads"])))
     t_start = time.time()
@@ -235,8 +235,8 @@ def _quant_metrics(model, spec, suite, data, ctx, seed, device) -> dict:
     """The network as deployed: for a quantized policy, optional QAT, calibration and
     validation metrics under simulation (they replace the fp32 ones); exact size_bytes
     of the artifact; predicted (and optionally measured) latency; budget feasibility."""
-    from . import quant as Q
-    from .train import evaluate
+    from nasmt import quant as Q
+    from nasmt.train import evaluate
 
     m: dict = {}
     calib = Q.calib_batch(data, device)
@@ -313,7 +313,7 @@ def _make_searcher(space, objectives: list[Objective], sampler, storage, target:
                 return
             self.n_complete += 1
             if ot_trial is not None:
-                from .quant import COSTS_ATTR
+                from nasmt.quant import COSTS_ATTR
 
                 costs = {k: result[k] for k in ("size_bytes", "latency_ms", "predicted_latency_ms") if k in result}
                 ot_trial.set_user_attr(COSTS_ATTR, costs)
@@ -340,7 +340,7 @@ def make_sampler(name: str, seed: int, trials: int, max_bytes=None, max_latency_
     warnings.filterwarnings("ignore", message="Define-by-run function passed in the `space` argument took")
     cons = None
     if max_bytes is not None or max_latency_ms is not None:
-        from .quant import constraints_func
+        from nasmt.quant import constraints_func
 
         cons = functools.partial(constraints_func, max_bytes=max_bytes, max_latency_ms=max_latency_ms)
         # Optuna 5 deprecates constraints_func (in favour of Trial.set_constraint) but still honours it
@@ -438,9 +438,9 @@ def _fmt(v) -> str:
 
 def prepare(cfg: SearchConfig, resume: bool = False):
     """Validate every input; returns (grammar, suite, objectives, data). Touches nothing."""
-    from .data import load_data_cached
-    from .grammar import check_compatible, load_grammar
-    from .tasks import load_suite
+    from nasmt.data import load_data_cached
+    from nasmt.space.grammar import check_compatible, load_grammar
+    from nasmt.data.suite import load_suite
 
     if cfg.trials < 1:
         raise UserError(f"--trials: must be at least 1 (got {cfg.trials})")
@@ -548,7 +548,7 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
     out = Path(cfg.out).resolve()
     say = _Printer(cfg.quiet)
     if resume:
-        from .resume import prepare_resume
+        from nasmt.search.resume import prepare_resume
 
         cfg, done, failed = prepare_resume(out, cfg)
     else:
@@ -565,7 +565,7 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
     _init_ray(cfg)
     conc = _check_resources(cfg)
     if not resume:
-        from .resume import hold_run_lock
+        from nasmt.search.resume import hold_run_lock
 
         out.mkdir(parents=True, exist_ok=True)
         hold_run_lock(out)  # released by the kernel when this driver dies; resume checks it
@@ -647,7 +647,7 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
         f"{conc} at a time, objectives {', '.join(o.name + ':' + o.direction for o in objectives)}")
     t0 = time.time()
     tuner.fit()
-    trials = load_trials(out)
+    trials = read_trials(out)
     n_ok = sum(1 for t in trials if t["status"] == "complete")
     n_fail = sum(1 for t in trials if t["status"] == "failed")
     n_counted = sum(1 for t in trials if t["status"] == "failed" and not t.get("interrupted"))
@@ -657,7 +657,7 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
     if n_counted >= cfg.max_failures:
         say(f"stopped: {n_counted} trials failed (--max-failures {cfg.max_failures})")
     if _wants_latency(cfg, objectives) and n_ok:
-        from .quant import measure_front
+        from nasmt.quant import measure_front
 
         lat = measure_front(out, objectives, say=say)
         e = lat["predictor_error"]

@@ -22,26 +22,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import ops as O
-from .errors import RunDirError, UserError
-from .results import (
+from nasmt.model import ops as O
+from nasmt.errors import RunDirError, UserError
+from nasmt.run import (
     atomic_write_json,
     atomic_write_text,
     front_candidates,
     knee_point,
     load_run,
-    load_trials,
+    read_trials,
     pareto_trials,
     parse_objectives,
 )
-from .spec import ArchSpec, BranchSpec
+from nasmt.space.spec import ArchSpec, BranchSpec
 
 # ----------------------------------------------------------------------------- choose
 
 
 def choose_trial(run_dir: Path, trial: int | None, pick: str | None, objectives: str | None = None) -> dict:
     run = load_run(run_dir)
-    trials = load_trials(run_dir)
+    trials = read_trials(run_dir)
     if trial is not None:
         rec = next((t for t in trials if t["number"] == trial), None)
         if rec is None:
@@ -50,13 +50,13 @@ def choose_trial(run_dir: Path, trial: int | None, pick: str | None, objectives:
         if rec.get("status") != "complete":
             raise RunDirError(f"--trial {trial}: trial {trial} is {rec.get('status')} ({rec.get('error')}); pick a complete trial")
         return rec
-    from .tasks import suite_from_json
+    from nasmt.data.suite import suite_from_json
 
     suite = suite_from_json(run["suite"])
     if objectives:
         objs = parse_objectives(objectives, suite, "--objectives")
     else:
-        from .results import Objective
+        from nasmt.run import Objective
 
         objs = [Objective(o["name"], o["direction"]) for o in run["objectives"]]
     front = pareto_trials(trials, objs)
@@ -232,10 +232,10 @@ def export_run(
 ) -> Path:
     from safetensors.torch import load_file
 
-    from .build import build, cost
-    from .data import load_data
-    from .tasks import suite_from_json
-    from .train import TrainConfig, evaluate, train
+    from nasmt.model.build import build, cost
+    from nasmt.data import load_data
+    from nasmt.data.suite import suite_from_json
+    from nasmt.train import TrainConfig, evaluate, train
 
     run_dir, out = Path(run_dir), Path(out)
     if retrain_epochs is not None and not retrain_epochs > 0:
@@ -297,7 +297,7 @@ def export_run(
         p.w != "fp32" or p.a != "fp32" for p in [*(s.precision for s in spec.stages), *(b.precision for b in spec.branches)]
     ):
         try:
-            from . import quant
+            from nasmt import quantNone
         except ImportError:
             quant = None
         if quant is not None and hasattr(quant, "export_quantized"):

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import ops as O
-from .spec import ArchSpec, OpSpec
+from nasmt.model import ops as O
+from nasmt.space.spec import ArchSpec, OpSpec
 
 
 @dataclass

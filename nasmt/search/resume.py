@@ -43,8 +43,8 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-from .errors import RunDirError
-from .results import JOURNAL_FILE, RUN_FILE, TRIALS_FILE, append_jsonl, atomic_write_text, load_run, load_trials
+from nasmt.errors import RunDirError
+from nasmt.run import JOURNAL_FILE, RUN_FILE, TRIALS_FILE, append_jsonl, atomic_write_text, load_run, read_trials
 
 LOCK_FILE = ".nasmt.lock"
 INTERRUPTED = "interrupted (driver killed)"
@@ -98,7 +98,7 @@ def _read_json(p: Path):
 
 
 def _config(run: dict, out: Path, caller) -> "SearchConfig":
-    from .search import SearchConfig
+    from nasmt.search import SearchConfig
 
     raw = run.get("config")
     if not isinstance(raw, dict):
@@ -116,7 +116,7 @@ def _config(run: dict, out: Path, caller) -> "SearchConfig":
 def _check_inputs(run: dict, cfg, out: Path) -> None:
     """The grammar and suite files must still say what they said when the run started:
     the journal study's parameter domains come from them."""
-    from .tasks import load_suite
+    from nasmt.data.suite import load_suite
 
     g = run.get("grammar") or {}
     space = Path(cfg.space)
@@ -147,12 +147,12 @@ def reconcile(out: Path, objectives: list[dict]) -> dict:
     import optuna
     from optuna.trial import TrialState
 
-    from .search import STUDY_NAME, journal_storage
+    from nasmt.search import STUDY_NAME, journal_storage
 
     stats = {"recovered": 0, "interrupted": 0, "closed": 0, "torn": 0}
     for f in (out / TRIALS_FILE, out / JOURNAL_FILE):
         stats["torn"] += repair_jsonl_tail(f)
-    recs = {int(r["number"]): r for r in load_trials(out)}
+    recs = {int(r["number"]): r for r in read_trials(out)}
     tdirs = {}
     if (out / "trials").is_dir():
         for d in (out / "trials").iterdir():
@@ -229,7 +229,7 @@ def prepare_resume(out: Path, cfg) -> tuple:
     if os.path.lexists(lock):  # left by a killed driver: we hold the run, nobody else writes
         os.unlink(lock)
     stats = reconcile(out, objectives)
-    trials = load_trials(out)
+    trials = read_trials(out)
     n_complete = sum(1 for t in trials if t.get("status") == "complete")
     n_failed = sum(1 for t in trials if t.get("status") == "failed" and not t.get("interrupted"))
     if not new.quiet:

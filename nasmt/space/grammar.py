@@ -23,6 +23,9 @@ Repetition: `x{lo,hi}`, `x{n}`, `x?` (= `x{0,1}`). Recursion is rejected: use re
 
 from __future__ import annotations
 
+import bisect
+from itertools import accumulate
+
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +33,8 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import VisitError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from .errors import GrammarError
-from .vocab import IMAGE_OPS, OPS, VECTOR_OPS
+from nasmt.errors import GrammarError
+from nasmt.space.vocab import IMAGE_OPS, OPS, VECTOR_OPS
 
 MAX_REPEAT = 16
 RESERVED = ("trunk", "branch", "quant")
@@ -160,6 +163,13 @@ class Rule:
     @property
     def weighted(self) -> bool:
         return any(a.weight is not None for a in self.alts)
+
+    def pick(self, u: float) -> "Alt":
+        """The alternative a weighted rule's float decision `u` in [0, 1) selects: `u`
+        mapped through the cumulative weights (so uniform samplers honour the PCFG).
+        The one definition of this mapping; derivation and the report both use it."""
+        cum = list(accumulate(a.weight if a.weight is not None else 1.0 for a in self.alts))
+        return self.alts[min(bisect.bisect_right(cum, u * cum[-1]), len(self.alts) - 1)]
 
 
 @dataclass(frozen=True)

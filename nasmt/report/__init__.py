@@ -32,13 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RunDirError, UserError
-from .results import (
+from nasmt.errors import RunDirError, UserError
+from nasmt.run import (
     Objective,
     hypervolume_history,
     knee_point,
     load_run,
-    load_trials,
+    read_trials,
     objective_matrix,
     pareto_mask,
     parse_objectives,
@@ -79,7 +79,7 @@ class RunData:
 
 def load_runs(runs: list[Path]) -> list[RunData]:
     """Read run directories (RunDirError with one clear line when one is not a run)."""
-    from .tasks import suite_from_json
+    from nasmt.data.suite import suite_from_json
 
     if not runs:
         raise RunDirError("give at least one run directory")
@@ -92,7 +92,7 @@ def load_runs(runs: list[Path]) -> list[RunData]:
         except (KeyError, TypeError, ValueError) as e:
             raise RunDirError(f"{p / 'run.json'}: no usable task suite ({e})") from None
         try:
-            trials = load_trials(p)
+            trials = read_trials(p)
         except (KeyError, TypeError, ValueError) as e:
             raise RunDirError(f"{p / 'trials.jsonl'}: unreadable trial record ({e})") from None
         name = p.resolve().name or str(p)
@@ -610,18 +610,14 @@ def _alt_rule(name: str, grammar):
 
 
 def _pick_alt(rule, u):
-    from bisect import bisect_right
-    from itertools import accumulate
-
     if not isinstance(u, (int, float)) or isinstance(u, bool):
         return u
-    cum = list(accumulate(a.weight if a.weight is not None else 1.0 for a in rule.alts))
-    return rule.alts[min(bisect_right(cum, u * cum[-1]), len(rule.alts) - 1)].label
+    return rule.pick(u).label
 
 
 def run_grammar(run: "RunData"):
     """The run's grammar parsed from run.json (None when absent or unparseable)."""
-    from .grammar import parse_grammar
+    from nasmt.space.grammar import parse_grammar
 
     g = run.run.get("grammar") or {}
     text = g.get("text")
@@ -1099,7 +1095,7 @@ def write_report(runs: list[Path], out: Path | None = None, objectives: str | No
         raise UserError(f"{out}: is a directory (give an .html file name)")
     if not out.parent.exists():
         raise UserError(f"{out.parent}: output folder does not exist")
-    from .results import atomic_write_text
+    from nasmt.run import atomic_write_text
 
     atomic_write_text(out, render_html(payload))
     return out

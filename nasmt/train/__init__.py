@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import TrialError
-from .tasks import TaskSuite, task_error
+from nasmt.errors import TrialError
+from nasmt.data.suite import TaskSuite, task_error
 
 
 @dataclass

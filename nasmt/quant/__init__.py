@@ -85,8 +85,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .spec import ArchSpec, Precision
-from .vocab import BITS
+from nasmt.cache import cache_dir
+from nasmt.space.spec import ArchSpec, Precision
+from nasmt.space.vocab import BITS
 
 INT_BITS = {"int8": 8, "int4": 4}
 FLOAT16 = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -318,7 +319,7 @@ def qat(model: nn.Module, spec: ArchSpec, suite, data, steps: int, lr: float = 3
     policy (STE for weights and activations), BatchNorm statistics frozen."""
     from torch.func import functional_call
 
-    from .train import _loss, tensors
+    from nasmt.train import _loss, tensors
 
     if steps <= 0 or is_fp32(spec):
         return {"qat_steps": 0}
@@ -650,10 +651,6 @@ def device_name(threads: int = 1) -> str:
     return f"cpu-{slug}-ort{ort.__version__}-t{threads}"
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("NASMT_CACHE") or Path.home() / ".cache" / "nasmt")
-
-
 class LatencyTable:
     """Per-op latency lookup table (ms) for one device, persisted as JSON."""
 
@@ -721,9 +718,9 @@ class LatencyTable:
 
 def _units(spec: ArchSpec):
     """(key, modules, precision, input shape) of every op the artifact runs, in order."""
-    from .build import _input_shape, _op, _Shape
-    from .ops import GlobalPool
-    from .spec import OpSpec
+    from nasmt.model.build import _input_shape, _op, _Shape
+    from nasmt.model.ops import GlobalPool
+    from nasmt.space.spec import OpSpec
 
     def shp(s) -> tuple:
         return (s.c, s.h, s.w) if s.image else (s.c,)
@@ -819,7 +816,7 @@ outs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {{"x": x}})
 
 
 def _metrics(suite, data, out: dict, split: str) -> dict:
-    from .train import metrics_from_outputs
+    from nasmt.train import metrics_from_outputs
 
     ys = {t: torch.from_numpy(np.ascontiguousarray(v)) for t, v in data.y[split].items()}
     return metrics_from_outputs(suite, data, out, ys)
@@ -831,7 +828,7 @@ def evaluate_artifact(path: Path, suite, data, split: str = "val") -> dict:
 
 def evaluate_simulated(model: nn.Module, spec: ArchSpec, suite, data, split: str = "val", act: dict | None = None,
                        device="cpu") -> dict:
-    from .train import evaluate
+    from nasmt.train import evaluate
 
     with simulate(model, spec, calib_batch(data, device), act=act):
         return evaluate(model, suite, data, split, device)
@@ -912,7 +909,7 @@ LATENCY_FILE = "latency.json"
 def _load_trial_model(run_dir: Path, rec: dict):
     from safetensors.torch import load_file
 
-    from .build import build
+    from nasmt.model.build import build
 
     spec = ArchSpec.from_json(rec["spec"])
     model = build(spec)
@@ -925,9 +922,9 @@ def measure_front(run_dir: Path, objectives=None, batch: int | None = None, max_
     """Measure the real artifact latency of the Pareto set; append an updated record per
     trial to trials.jsonl (metrics.latency_ms, latency_source=measured) and write
     latency.json with predicted vs measured and the predictor's error."""
-    from .data import load_data_cached
-    from .results import TRIALS_FILE, append_jsonl, atomic_write_json, load_run, load_trials, pareto_trials
-    from .tasks import suite_from_json
+    from nasmt.data import load_data_cached
+    from nasmt.run import TRIALS_FILE, append_jsonl, atomic_write_json, load_run, read_trials, pareto_trials
+    from nasmt.data.suite import suite_from_json
 
     run_dir = Path(run_dir)
     run = load_run(run_dir)
@@ -936,10 +933,10 @@ def measure_front(run_dir: Path, objectives=None, batch: int | None = None, max_
     max_bytes = max_bytes if max_bytes is not None else cfg.get("max_bytes")
     max_latency_ms = max_latency_ms if max_latency_ms is not None else cfg.get("max_latency_ms")
     if objectives is None:
-        from .results import Objective
+        from nasmt.run import Objective
 
         objectives = [Objective(**o) for o in run["objectives"]]
-    trials = [t for t in load_trials(run_dir) if t.get("status") == "complete"]
+    trials = [t for t in read_trials(run_dir) if t.get("status") == "complete"]
     ok = [t for t in trials if (t.get("metrics") or {}).get("feasible", True)]
     front = pareto_trials(ok, objectives)
     suite = suite_from_json(run["suite"], file=run.get("suite_file", "<run>"))

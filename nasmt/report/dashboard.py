@@ -19,8 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from .errors import UserError
-from .report import build_payload, load_runs, payload_json, plotly_js, render_html, resolve_objectives, run_version
+from nasmt.errors import UserError
+from nasmt.report import build_payload, load_runs, payload_json, plotly_js, render_html, resolve_objectives, run_version
 
 PLOTLY_ROUTE = "/static/plotly.min.js"
 

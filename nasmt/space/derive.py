@@ -10,12 +10,10 @@ define-by-run captor alike. Every derivation builds: nothing here retries.
 
 from __future__ import annotations
 
-import bisect
-from itertools import accumulate
 
-from .grammar import Grammar, Item, Op, Ref
-from .spec import ArchSpec, BranchSpec, OpSpec, Precision, StageSpec
-from .vocab import OPS
+from nasmt.space.grammar import Grammar, Item, Op, Ref
+from nasmt.space.spec import ArchSpec, BranchSpec, OpSpec, Precision, StageSpec
+from nasmt.space.vocab import OPS
 
 
 class _Recorder:
@@ -59,8 +57,7 @@ class _Walker:
             return r.alts[0], path
         if r.weighted:
             u = self.rec.uniform(f"{path}.alt")
-            cum = list(accumulate(a.weight if a.weight is not None else 1.0 for a in r.alts))
-            alt = r.alts[min(bisect.bisect_right(cum, u * cum[-1]), len(r.alts) - 1)]
+            alt = r.pick(u)
         else:
             label = self.rec.categorical(f"{path}.alt", [a.label for a in r.alts])
             alt = next(a for a in r.alts if a.label == label)

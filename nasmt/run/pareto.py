@@ -1,0 +1,169 @@
+"""Pareto maths on plain numpy matrices (minimization; max objectives negated first by
+`objective_matrix`): non-dominated masks, exact hypervolume and its history, the knee
+point, and the run-level front (complete, within-budget trials only). No Ray, no torch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nasmt.run.objectives import Objective, objective_matrix
+from nasmt.run.record import TrialRecord, front_candidates
+
+# Hypervolume reference point after min-max normalization of each objective over the
+# trials shown: 10% past the worst value seen, so the worst point still adds volume.
+HV_REFERENCE = 1.1
+
+
+def pareto_mask(points: np.ndarray) -> np.ndarray:
+    """Non-dominated rows of a (n, k) minimization matrix (rows with NaN never are).
+
+    Two objectives: sort + sweep, O(n log n). More: pairwise, vectorized per row.
+    Duplicate points are all kept.
+    """
+    pts = np.asarray(points, dtype=float)
+    n = len(pts)
+    mask = np.zeros(n, dtype=bool)
+    ok = ~np.isnan(pts).any(axis=1) if n else np.zeros(0, bool)
+    idx = np.flatnonzero(ok)
+    if len(idx) == 0:
+        return mask
+    P = pts[idx]
+    if P.shape[1] == 1:
+        mask[idx[P[:, 0] == P[:, 0].min()]] = True
+        return mask
+    if P.shape[1] == 2:
+        order = np.lexsort((P[:, 1], P[:, 0]))  # by x, then y
+        best_y = math.inf
+        prev = None
+        for o in order:
+            x, y = P[o]
+            if y < best_y:
+                mask[idx[o]] = True
+                best_y = y
+                prev = (x, y)
+            elif prev is not None and x == prev[0] and y == prev[1]:
+                mask[idx[o]] = True  # exact duplicate of a front point
+        return mask
+    for i in range(len(P)):
+        dom = np.all(P <= P[i], axis=1) & np.any(P < P[i], axis=1)
+        mask[idx[i]] = not dom.any()
+    return mask
+
+
+def pareto_trials(trials: list[TrialRecord], objectives: list[Objective]) -> list[TrialRecord]:
+    """The Pareto front: complete trials within budget only (failed, stopped and
+    over-budget trials never are), sorted by the objectives."""
+    comp = front_candidates(trials)
+    mask = pareto_mask(objective_matrix(comp, objectives))
+    front = [t for t, m in zip(comp, mask) if m]
+    return sorted(front, key=lambda t: [o.sign * t.metrics[o.name] for o in objectives])
+
+
+def front_numbers(trials: list[TrialRecord], objectives: list[Objective]) -> set[int]:
+    """Trial numbers on the Pareto front."""
+    return {t.number for t in pareto_trials(trials, objectives)}
+
+
+def hypervolume_2d(points: np.ndarray, ref: np.ndarray) -> float:
+    """Dominated area of minimization points (n, 2) w.r.t. reference point `ref`."""
+    P = np.asarray(points, float)
+    P = P[np.all(P < ref, axis=1)] if len(P) else P
+    if len(P) == 0:
+        return 0.0
+    P = P[pareto_mask(P)]
+    P = P[np.argsort(P[:, 0])]
+    hv, prev_y = 0.0, ref[1]
+    for x, y in P:
+        hv += (ref[0] - x) * (prev_y - y)
+        prev_y = y
+    return float(hv)
+
+
+def knee_point(front: list[TrialRecord], objectives: list[Objective]) -> TrialRecord:
+    """The front point closest to the ideal point after min-max normalization."""
+    M = objective_matrix(front, objectives)
+    lo, hi = M.min(axis=0), M.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    d = np.linalg.norm((M - lo) / span, axis=1)
+    return front[int(np.argmin(d))]
+
+
+def normalize(M: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | None = None):
+    """Min-max normalize the columns of M (over its finite rows unless lo/hi are given);
+    returns (normalized, lo, hi)."""
+    ok = M[~np.isnan(M).any(axis=1)] if len(M) else M
+    k = M.shape[1]
+    if lo is None or hi is None:
+        lo, hi = (ok.min(axis=0), ok.max(axis=0)) if len(ok) else (np.zeros(k), np.ones(k))
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return (M - lo) / span, lo, hi
+
+
+def hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
+    """Exact dominated hypervolume of minimization points (n, k) w.r.t. `ref`.
+
+    k = 1: a length; k = 2: `hypervolume_2d`; k >= 3: slicing along the last objective
+    (exact, meant for fronts of up to a few hundred points). Rows with NaN are ignored.
+    """
+    P = np.asarray(points, float)
+    ref = np.asarray(ref, float)
+    if P.ndim != 2 or P.shape[1] != len(ref):
+        raise ValueError(f"points must be (n, {len(ref)}), got {P.shape}")
+    P = P[~np.isnan(P).any(axis=1)]
+    P = P[np.all(P < ref, axis=1)]
+    if len(P) == 0:
+        return 0.0
+    k = P.shape[1]
+    if k == 1:
+        return float(ref[0] - P[:, 0].min())
+    P = P[pareto_mask(P)]
+    if k == 2:
+        return hypervolume_2d(P, ref)
+    # slices between consecutive distinct values of the last objective
+    zs = np.unique(P[:, -1])
+    hv = 0.0
+    for i, z in enumerate(zs):
+        top = zs[i + 1] if i + 1 < len(zs) else ref[-1]
+        below = P[P[:, -1] <= z][:, :-1]
+        hv += (top - z) * hypervolume(below, ref[:-1])
+    return float(hv)
+
+
+def hypervolume_history(points: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Hypervolume of the first i+1 rows for every i (rows in the order trials finished).
+
+    Incremental: only a point that no front point weakly dominates changes the front,
+    and only then is the (small) front's hypervolume recomputed. NaN rows and rows not
+    strictly better than `ref` in every objective leave the value unchanged.
+    """
+    P = np.asarray(points, float)
+    ref = np.asarray(ref, float)
+    out = np.zeros(len(P))
+    front = np.zeros((0, len(ref)))
+    hv = 0.0
+    for i, p in enumerate(P):
+        if not (np.isnan(p).any() or np.any(p >= ref)):
+            if not (len(front) and np.any(np.all(front <= p, axis=1))):
+                keep = ~np.all(p <= front, axis=1) if len(front) else np.zeros(0, bool)
+                front = np.vstack([front[keep], p[None, :]])
+                hv = hypervolume(front, ref)
+        out[i] = hv
+    return out
+
+
+def pareto_mask_naive(points: np.ndarray) -> np.ndarray:
+    """O(n^2) reference for `pareto_mask`: every row against every row (numpy per row).
+
+    For tests and benchmarks only."""
+    P = np.asarray(points, float)
+    n = len(P)
+    mask = np.zeros(n, dtype=bool)
+    ok = ~np.isnan(P).any(axis=1) if n else np.zeros(0, bool)
+    Q = P[ok]
+    for i in np.flatnonzero(ok):
+        dom = np.all(Q <= P[i], axis=1) & np.any(Q < P[i], axis=1)
+        mask[i] = not dom.any()
+    return mask
