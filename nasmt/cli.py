@@ -70,7 +70,8 @@ def _search_config(a) -> "SearchConfig":
 
 
 def cmd_validate(a):
-    from nasmt.space.grammar import check_compatible, load_grammar
+    from nasmt.space.grammar import load_grammar
+    from nasmt.space.validate import check_compatible
 
     for f in a.grammars:
         g = load_grammar(f)
@@ -89,7 +90,8 @@ def cmd_sample(a):
     from nasmt.model.build import build, cost
     from nasmt.data import load_data
     from nasmt.space.derive import derive
-    from nasmt.space.grammar import check_compatible, load_grammar
+    from nasmt.space.grammar import load_grammar
+    from nasmt.space.validate import check_compatible
     from nasmt.data.suite import load_suite
 
     if a.n < 1:

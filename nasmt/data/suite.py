@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import SuiteError
+from nasmt.errors import SuiteError
 
 SOURCES = ("csv", "parquet", "npz", "multimnist", "multifashion")
 FILE_SOURCES = ("csv", "parquet", "npz")

@@ -29,8 +29,7 @@ the search simply asks Optuna for more trials until `--trials` are complete.
 The resumed search starts a fresh Ray Tune run (no Tune restore, nothing unpickled)
 over the same journal study, so the sampler continues from every previous trial.
 
-A driver holds an exclusive `flock` on `RUN/.nasmt.lock` for its lifetime; the kernel
-drops it when the process dies. Resume refuses a run whose lock is held (another driver
+Resume refuses a run whose driver lock (`nasmt.search.lock`) is held (another driver
 is still running it) and, once it holds the lock, removes Optuna's journal lock left
 behind by a killed driver (which would otherwise stall the study for 30 s).
 """
@@ -38,68 +37,37 @@ behind by a killed driver (which would otherwise stall the study for 30 s).
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import fields
 from pathlib import Path
 
 from nasmt.errors import RunDirError
-from nasmt.run import JOURNAL_FILE, RUN_FILE, TRIALS_FILE, append_jsonl, atomic_write_text, load_run, read_trials
-
-LOCK_FILE = ".nasmt.lock"
-INTERRUPTED = "interrupted (driver killed)"
-
-_HELD: dict[str, int] = {}  # run dir -> fd of the flock this process holds
-
-
-def hold_run_lock(run_dir: Path) -> None:
-    """Take the run directory's driver lock for the rest of this process's life
-    (idempotent within a process). Raises RunDirError if another process holds it."""
-    import fcntl
-
-    key = str(Path(run_dir).resolve())
-    if key in _HELD:
-        return
-    fd = os.open(os.path.join(key, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise RunDirError(f"{run_dir}: another nasmt process is running this search (wait for it or stop it first)") from None
-    os.set_inheritable(fd, False)
-    _HELD[key] = fd
-
-
-def release_run_lock(run_dir: Path) -> None:
-    fd = _HELD.pop(str(Path(run_dir).resolve()), None)
-    if fd is not None:
-        os.close(fd)
+from nasmt.run import (
+    ERROR_FILE,
+    INTERRUPTED,
+    JOURNAL_FILE,
+    RESULT_FILE,
+    RUN_FILE,
+    SPEC_FILE,
+    STOPPED_EARLY,
+    TRIALS_FILE,
+    TrialRecord,
+    TrialStatus,
+    append_record,
+    load_run,
+    objectives_from_run,
+    read_json,
+    read_trials,
+    repair_jsonl_tail,
+    trial_dir,
+)
+from nasmt.run.files import trial_numbers_on_disk
+from nasmt.search.config import STUDY_NAME, SearchConfig
+from nasmt.search.lock import hold_run_lock
+from nasmt.search.study import journal_storage
 
 
-def repair_jsonl_tail(path: Path) -> bool:
-    """Cut a torn last line (no trailing newline) off an append-only JSONL file, so the
-    next append does not glue onto it. Returns True if something was cut."""
-    path = Path(path)
-    if not path.exists():
-        return False
-    data = path.read_bytes()
-    if not data or data.endswith(b"\n"):
-        return False
-    keep = data[: data.rfind(b"\n") + 1]
-    atomic_write_text(path, keep.decode("utf-8", errors="replace"))
-    return True
-
-
-def _read_json(p: Path):
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # missing, or torn by a crash before the atomic rename (cannot happen) or by hand
-
-
-def _config(run: dict, out: Path, caller) -> "SearchConfig":
-    from nasmt.search import SearchConfig
-
+def _config(run: dict, out: Path, quiet: bool) -> SearchConfig:
     raw = run.get("config")
     if not isinstance(raw, dict):
         raise RunDirError(f"{out / RUN_FILE}: no 'config' table; cannot resume")
@@ -109,11 +77,11 @@ def _config(run: dict, out: Path, caller) -> "SearchConfig":
     except TypeError as e:
         raise RunDirError(f"{out / RUN_FILE}: config is incomplete ({e}); cannot resume") from None
     cfg.out = str(out)
-    cfg.quiet = bool(getattr(caller, "quiet", False))
+    cfg.quiet = quiet
     return cfg
 
 
-def _check_inputs(run: dict, cfg, out: Path) -> None:
+def _check_inputs(run: dict, cfg: SearchConfig, out: Path) -> None:
     """The grammar and suite files must still say what they said when the run started:
     the journal study's parameter domains come from them."""
     from nasmt.data.suite import load_suite
@@ -131,113 +99,112 @@ def _check_inputs(run: dict, cfg, out: Path) -> None:
         raise RunDirError(f"{cfg.tasks}: the task suite changed since this run started (resume needs the same suite)")
 
 
-def _values(metrics: dict, objectives: list[dict]) -> list[float] | None:
-    vals = []
-    for o in objectives:
-        v = (metrics or {}).get(o["name"])
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            return None
-        vals.append(float(v))
-    return vals
-
-
-def reconcile(out: Path, objectives: list[dict]) -> dict:
-    """Make trials.jsonl and the journal agree (see the module docstring).
-    Returns counts of what was done: recovered, interrupted, closed."""
+def _load_study(out: Path):
+    """The run's Optuna study, or None when the driver died before creating it."""
     import optuna
+
+    journal = out / JOURNAL_FILE
+    if not journal.exists() or journal.stat().st_size == 0:
+        return None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(out))
+    except KeyError:
+        return None
+    except (ValueError, json.JSONDecodeError) as e:
+        raise RunDirError(f"{journal}: corrupt Optuna journal ({e})") from None
+
+
+def _lost_record(n: int, state, d: Path) -> TrialRecord:
+    """The record of trial n that finished without one (see the module docstring)."""
     from optuna.trial import TrialState
 
-    from nasmt.search import STUDY_NAME, journal_storage
+    res, err = read_json(d / RESULT_FILE), read_json(d / ERROR_FILE)
+    if isinstance(res, dict) and res.get("status") == TrialStatus.COMPLETE.value and state not in (
+            TrialState.FAIL, TrialState.PRUNED):
+        return TrialRecord.from_json({**res, "number": n, "recovered": True})
+    if state == TrialState.PRUNED:
+        return TrialRecord(number=n, status=TrialStatus.STOPPED, error=STOPPED_EARLY, spec=read_json(d / SPEC_FILE))
+    if isinstance(err, dict):
+        return TrialRecord.from_json({**err, "number": n, "status": TrialStatus.FAILED.value, "recovered": True})
+    if state == TrialState.FAIL:
+        return TrialRecord(number=n, status=TrialStatus.FAILED, spec=read_json(d / SPEC_FILE),
+                           error="trial failed; its reason was lost when the driver was killed")
+    if state == TrialState.COMPLETE:  # told COMPLETE, but its result file is gone
+        return TrialRecord(number=n, status=TrialStatus.FAILED, error="result.json missing for a completed trial")
+    # RUNNING / WAITING / unknown to the journal: in flight when the driver died
+    return TrialRecord(number=n, status=TrialStatus.FAILED, error=INTERRUPTED, interrupted=True,
+                       spec=read_json(d / SPEC_FILE))
+
+
+def _close(study, rec: TrialRecord, objectives) -> None:
+    """Tell Optuna how a trial it still thinks is running ended."""
+    from optuna.trial import TrialState
+
+    vals = [rec.value(o.name) for o in objectives]
+    if rec.status == TrialStatus.COMPLETE and None not in vals:
+        study.tell(rec.number, vals, state=TrialState.COMPLETE)
+    elif rec.status == TrialStatus.STOPPED:
+        study.tell(rec.number, None, state=TrialState.PRUNED)
+    else:
+        study.tell(rec.number, None, state=TrialState.FAIL)
+
+
+def reconcile(out: Path, objectives) -> dict:
+    """Make trials.jsonl and the journal agree (see the module docstring).
+    Returns counts of what was done: recovered, interrupted, closed, torn."""
+    from optuna.trial import TrialState
 
     stats = {"recovered": 0, "interrupted": 0, "closed": 0, "torn": 0}
     for f in (out / TRIALS_FILE, out / JOURNAL_FILE):
         stats["torn"] += repair_jsonl_tail(f)
-    recs = {int(r["number"]): r for r in read_trials(out)}
-    tdirs = {}
-    if (out / "trials").is_dir():
-        for d in (out / "trials").iterdir():
-            if d.is_dir() and d.name.isdigit():
-                tdirs[int(d.name)] = d
-    journal = out / JOURNAL_FILE
-    jtrials = {}
-    study = None
-    if journal.exists() and journal.stat().st_size > 0:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        try:
-            study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(out))
-        except KeyError:
-            study = None  # the driver died before it created the study
-        except (ValueError, json.JSONDecodeError) as e:
-            raise RunDirError(f"{journal}: corrupt Optuna journal ({e})") from None
-        if study is not None:
-            jtrials = {t.number: t for t in study.get_trials(deepcopy=False)}
-
-    for n in sorted(set(tdirs) | set(jtrials)):
-        jt = jtrials.get(n)
-        state = jt.state if jt is not None else None
+    recs = {r.number: r for r in read_trials(out)}
+    study = _load_study(out)
+    jtrials = {t.number: t for t in study.get_trials(deepcopy=False)} if study is not None else {}
+    for n in sorted(set(trial_numbers_on_disk(out)) | set(jtrials)):
+        state = jtrials[n].state if n in jtrials else None
         rec = recs.get(n)
-        d = tdirs.get(n, out / "trials" / f"{n:05d}")
         if rec is None:
-            res = _read_json(d / "result.json")
-            err = _read_json(d / "error.json")
-            if isinstance(res, dict) and res.get("status") == "complete" and state not in (TrialState.FAIL, TrialState.PRUNED):
-                rec = {**res, "status": "complete", "recovered": True}
-                stats["recovered"] += 1
-            elif state == TrialState.PRUNED:  # stopped early (before the SystemExit fix, it left an error.json)
-                spec = _read_json(d / "spec.json")
-                rec = {"number": n, "status": "stopped", "error": "stopped early by the scheduler", "spec": spec, "metrics": {}}
-            elif isinstance(err, dict):
-                rec = {**err, "status": "failed", "recovered": True}
-            elif state == TrialState.FAIL:
-                rec = {"number": n, "status": "failed", "spec": _read_json(d / "spec.json"),
-                       "error": "trial failed; its reason was lost when the driver was killed"}
-            elif state == TrialState.COMPLETE:  # told COMPLETE, but its result file is gone
-                rec = {"number": n, "status": "failed", "spec": None, "error": "result.json missing for a completed trial"}
-            else:  # RUNNING / WAITING / unknown to the journal: in flight when the driver died
-                rec = {"number": n, "status": "failed", "error": INTERRUPTED, "interrupted": True,
-                       "spec": _read_json(d / "spec.json")}
-                stats["interrupted"] += 1
-            rec["number"] = n
-            append_jsonl(out / TRIALS_FILE, rec)
+            rec = _lost_record(n, state, trial_dir(out, n))
+            stats["recovered"] += rec.recovered and rec.status == TrialStatus.COMPLETE
+            stats["interrupted"] += rec.interrupted
+            append_record(out, rec)
             recs[n] = rec
         if study is not None and state in (TrialState.RUNNING, TrialState.WAITING):
-            vals = _values(rec.get("metrics"), objectives) if rec.get("status") == "complete" else None
-            if vals is not None:
-                study.tell(n, vals, state=TrialState.COMPLETE)
-            elif rec.get("status") == "stopped":
-                study.tell(n, None, state=TrialState.PRUNED)
-            else:
-                study.tell(n, None, state=TrialState.FAIL)
+            _close(study, rec, objectives)
             stats["closed"] += 1
     return stats
 
 
-def prepare_resume(out: Path, cfg) -> tuple:
+def prepare_resume(out: Path, quiet: bool = False) -> tuple[SearchConfig, int, int]:
     """Check that `out` is a run, take its driver lock, rebuild the SearchConfig from
-    run.json (keeping the caller's `quiet`) and reconcile records with the journal.
-    Returns (SearchConfig, n_complete, n_failed), where n_failed excludes interrupted
-    trials (they do not count toward --max-failures)."""
+    run.json and reconcile records with the journal. Returns (SearchConfig,
+    n_complete, n_failed), where n_failed excludes interrupted trials (they do not
+    count toward --max-failures)."""
     out = Path(out).resolve()
     run = load_run(out)  # RunDirError for a missing / non-run directory
-    new = _config(run, out, cfg)
-    objectives = run.get("objectives")
-    if not isinstance(objectives, list) or not objectives:
+    cfg = _config(run, out, quiet)
+    try:
+        objectives = objectives_from_run(run)
+    except (KeyError, TypeError):
+        objectives = []
+    if not objectives:
         raise RunDirError(f"{out / RUN_FILE}: no objectives recorded; cannot resume")
-    _check_inputs(run, new, out)
+    _check_inputs(run, cfg, out)
     hold_run_lock(out)
     lock = out / (JOURNAL_FILE + ".lock")
     if os.path.lexists(lock):  # left by a killed driver: we hold the run, nobody else writes
         os.unlink(lock)
     stats = reconcile(out, objectives)
     trials = read_trials(out)
-    n_complete = sum(1 for t in trials if t.get("status") == "complete")
-    n_failed = sum(1 for t in trials if t.get("status") == "failed" and not t.get("interrupted"))
-    if not new.quiet:
+    n_complete = sum(1 for t in trials if t.status == TrialStatus.COMPLETE)
+    n_failed = sum(1 for t in trials if t.counts_as_failure)
+    if not quiet:
         extra = []
         if stats["recovered"]:
             extra.append(f"{stats['recovered']} finished trial(s) recovered")
         if stats["interrupted"]:
             extra.append(f"{stats['interrupted']} interrupted trial(s) closed")
-        print(f"nasmt: resuming {out}: {n_complete} of {new.trials} trials complete, {n_failed} failed"
+        print(f"nasmt: resuming {out}: {n_complete} of {cfg.trials} trials complete, {n_failed} failed"
               + (f" ({'; '.join(extra)})" if extra else ""), flush=True)
-    return new, n_complete, n_failed
+    return cfg, n_complete, n_failed

@@ -11,7 +11,7 @@ define-by-run captor alike. Every derivation builds: nothing here retries.
 from __future__ import annotations
 
 
-from nasmt.space.grammar import Grammar, Item, Op, Ref
+from nasmt.space.nodes import Grammar, Item, Op, Ref
 from nasmt.space.spec import ArchSpec, BranchSpec, OpSpec, Precision, StageSpec
 from nasmt.space.vocab import OPS
 

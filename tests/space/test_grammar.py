@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from nasmt.errors import GrammarError
-from nasmt.space.grammar import check_compatible, load_grammar, parse_grammar
+from nasmt.space.grammar import load_grammar, parse_grammar
+from nasmt.space.validate import check_compatible
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.grammar"))

@@ -21,9 +21,9 @@ from optuna.trial import TrialState
 
 from nasmt.cli import main
 from nasmt.errors import RunDirError
-from nasmt.search.resume import INTERRUPTED, prepare_resume, repair_jsonl_tail
-from nasmt.run import read_trials, read_jsonl
-from nasmt.search import SearchConfig
+from nasmt.run import INTERRUPTED, TrialStatus, read_jsonl, read_trials, repair_jsonl_tail
+from nasmt.search.lock import LOCKED_MESSAGE
+from nasmt.search.resume import prepare_resume
 
 from conftest import ROOT, SMALL_SUITE, TINY_SPACE, nasmt
 
@@ -52,6 +52,14 @@ def _complete_numbers(run: Path) -> list[int]:
 
 def _result_numbers(run: Path) -> set[int]:
     return {int(p.parent.name) for p in (run / "trials").glob("*/result.json")} if (run / "trials").exists() else set()
+
+
+def _in_flight(run: Path) -> set[int]:
+    """Trials that started (spec.json written) and have not finished (no result/error)."""
+    if not (run / "trials").exists():
+        return set()
+    return {int(d.name) for d in (run / "trials").iterdir()
+            if (d / "spec.json").exists() and not (d / "result.json").exists() and not (d / "error.json").exists()}
 
 
 def _session_procs(sid: int) -> list[tuple[int, str]]:
@@ -128,16 +136,18 @@ def _run_until(p: subprocess.Popen, run: Path, ready, log: Path, limit_s: float 
         _kill_session(p)
 
 
-def test_resume_after_two_sigkills(tmp_path):
+def test_resume_after_two_sigkills(tmp_path, capsys):
     run = tmp_path / "run"
     trials = 6
 
     # session 1: killed right after the first trial is recorded
     p = _start(["search", "--space", TINY_SPACE, "--tasks", SMALL_SUITE, "--trials", trials, "--steps", 20,
                 "--sampler", "random", "--seed", 5, "--out", run, "--quiet"], tmp_path / "s1.log")
-    _run_until(p, run, lambda: len(_complete_numbers(run)) >= 1, tmp_path / "s1.log")
+    # ... while another trial is in flight, so that resume has an interrupted trial to close
+    _run_until(p, run, lambda: len(_complete_numbers(run)) >= 1 and bool(_in_flight(run)), tmp_path / "s1.log")
     assert p.returncode == -signal.SIGKILL
     before1 = _result_numbers(run)
+    cut1 = _in_flight(run)
     assert before1
     n_asked1 = len(_study(run).get_trials(deepcopy=False))
 
@@ -154,8 +164,10 @@ def test_resume_after_two_sigkills(tmp_path):
             assert p.poll() is None and time.monotonic() < deadline, (tmp_path / "s2.log").read_text()
             time.sleep(0.1)
         # while session 2 runs, a second driver on the same run is refused
+        capsys.readouterr()
         code = main(["search", "--resume", str(run), "--quiet"])
-        assert code == 2
+        err = capsys.readouterr().err
+        assert code == 2 and LOCKED_MESSAGE in err and err.count("\n") == 1, err
     except BaseException:
         _kill_session(p)
         raise
@@ -171,23 +183,31 @@ def test_resume_after_two_sigkills(tmp_path):
     numbers = [int(x["number"]) for x in recs]
     assert len(numbers) == len(set(numbers)), f"a trial was recorded twice: {sorted(numbers)}"
     final = read_trials(run)
-    complete = {t["number"]: t for t in final if t["status"] == "complete"}
+    complete = {t.number: t for t in final if t.status == TrialStatus.COMPLETE}
     assert len(complete) == trials
     assert before1 <= before2 <= set(complete), "a trial that finished before a kill was lost"
     study = _study(run)
     jt = study.get_trials(deepcopy=False)
     assert not [t.number for t in jt if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     assert {t.number for t in jt if t.state == TrialState.COMPLETE} == set(complete)
-    assert {t.number for t in jt} == {t["number"] for t in final}, "journal and records disagree"
+    assert {t.number for t in jt} == {t.number for t in final}, "journal and records disagree"
     for t in jt:
         if t.state == TrialState.COMPLETE:
             rec = complete[t.number]
-            assert t.params == rec["spec"]["genome"]
-            assert t.values == [rec["metrics"]["mean_error"], rec["metrics"]["params"]]
+            assert t.params == rec.genome
+            assert t.values == [rec.metrics["mean_error"], rec.metrics["params"]]
+    # the trial in flight at the first kill was closed as interrupted (unless it had
+    # written its result in the instant before the kill: then it was recovered)
+    by = {t.number: t for t in final}
+    for n in cut1:
+        assert (by[n].status == TrialStatus.FAILED and by[n].interrupted and by[n].error == INTERRUPTED) or (
+            by[n].status == TrialStatus.COMPLETE and n in before2), by[n]
+    interrupted = [t for t in final if t.interrupted]
+    assert interrupted, "no trial was interrupted: the kill points missed every running trial"
     # interrupted trials are failed records that do not count toward --max-failures
     for t in final:
-        if t["status"] == "failed":
-            assert t.get("interrupted") and t["error"] == INTERRUPTED
+        if t.status == TrialStatus.FAILED:
+            assert t.interrupted and t.error == INTERRUPTED and not t.counts_as_failure
     # session 2 did not replay session 1's proposals (same --seed, but a new sampler seed)
     params = {t.number: t.params for t in jt}
     assert not (params[n_asked1] == params[0] and params[n_asked1 + 1] == params[1])
@@ -198,7 +218,7 @@ def test_resume_after_two_sigkills(tmp_path):
 
 def test_resume_recovers_unrecorded_and_closes_running(run_copy):
     recs = read_jsonl(run_copy / "trials.jsonl")
-    comp = [r for r in recs if r["status"] == "complete"]
+    comp = [r for r in recs if r["status"] == TrialStatus.COMPLETE.value]
     lost = comp[-1]["number"]
     # the driver died after the trial wrote result.json, before it recorded it ...
     kept = [json.dumps(r) for r in recs if r["number"] != lost]
@@ -208,14 +228,14 @@ def test_resume_recovers_unrecorded_and_closes_running(run_copy):
     study = _study(run_copy)
     running = study.ask()
     n_before = len(study.get_trials(deepcopy=False))
-    cfg, n_complete, n_failed = prepare_resume(run_copy, SearchConfig(space="", tasks="", out=str(run_copy), quiet=True))
+    cfg, n_complete, n_failed = prepare_resume(run_copy, quiet=True)
     assert cfg.quiet and cfg.out == str(run_copy.resolve())
     assert cfg.trials == json.loads((run_copy / "run.json").read_text())["config"]["trials"]
     assert n_complete == len(comp)
     assert n_failed == sum(1 for r in recs if r["status"] == "failed")
-    final = {t["number"]: t for t in read_trials(run_copy)}
-    assert final[lost]["status"] == "complete" and final[lost]["recovered"]
-    assert final[running.number]["status"] == "failed" and final[running.number]["interrupted"]
+    final = {t.number: t for t in read_trials(run_copy)}
+    assert final[lost].status == TrialStatus.COMPLETE and final[lost].recovered
+    assert final[running.number].status == TrialStatus.FAILED and final[running.number].interrupted
     assert (run_copy / "trials.jsonl").read_bytes().endswith(b"\n")
     study = _study(run_copy)
     states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
@@ -224,7 +244,7 @@ def test_resume_recovers_unrecorded_and_closes_running(run_copy):
     assert TrialState.RUNNING not in states.values()
     # a second reconciliation changes nothing
     size = (run_copy / "trials.jsonl").stat().st_size
-    prepare_resume(run_copy, SearchConfig(space="", tasks="", out=str(run_copy), quiet=True))
+    prepare_resume(run_copy, quiet=True)
     assert (run_copy / "trials.jsonl").stat().st_size == size
 
 
@@ -235,14 +255,38 @@ def test_resume_completed_run_is_a_no_op(run_copy, capsys):
     assert (run_copy / "trials.jsonl").read_bytes() == before
 
 
+def _point_config(run_copy, key, path):
+    run = json.loads((run_copy / "run.json").read_text())
+    run["config"][key] = str(path)
+    (run_copy / "run.json").write_text(json.dumps(run))
+    return run
+
+
 def test_resume_refuses_changed_grammar(run_copy, tmp_path):
     run = json.loads((run_copy / "run.json").read_text())
     g = tmp_path / "g.grammar"
     g.write_text(run["grammar"]["text"] + "# edited\n")
-    run["config"]["space"] = str(g)
-    (run_copy / "run.json").write_text(json.dumps(run))
+    _point_config(run_copy, "space", g)
     with pytest.raises(RunDirError, match="grammar changed"):
-        prepare_resume(run_copy, SearchConfig(space="", tasks="", out="", quiet=True))
+        prepare_resume(run_copy, quiet=True)
+
+
+def test_resume_refuses_changed_suite(run_copy, tmp_path):
+    suite = tmp_path / "suite.toml"
+    suite.write_text(SMALL_SUITE.read_text().replace("n_train = 1024", "n_train = 1000"))
+    _point_config(run_copy, "tasks", suite)
+    before = (run_copy / "trials.jsonl").read_bytes()
+    r = nasmt("search", "--resume", run_copy, check=False)
+    assert r.returncode == 2 and "task suite changed" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert (run_copy / "trials.jsonl").read_bytes() == before
+
+
+@pytest.mark.parametrize("key,what", [("space", "grammar file"), ("tasks", "task suite file")])
+def test_resume_refuses_missing_input_file(run_copy, tmp_path, key, what):
+    _point_config(run_copy, key, tmp_path / "gone")
+    r = nasmt("search", "--resume", run_copy, check=False)
+    assert r.returncode == 2 and f"config.{key}: {what}" in r.stderr and "not found" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_repair_jsonl_tail(tmp_path):

@@ -1,0 +1,82 @@
+"""`RecordCallback`: the driver's Tune callback that turns each finished trial into its
+one record in trials.jsonl and prints a progress line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ray.tune import Callback
+
+from nasmt.run import (
+    ERROR_FILE,
+    RESULT_FILE,
+    SPEC_FILE,
+    STOPPED_EARLY,
+    Objective,
+    TrialRecord,
+    TrialStatus,
+    append_record,
+    read_json,
+    trial_dir,
+)
+from nasmt.search.config import NUMBER_KEY
+
+ERROR_LINE_CHARS = 500  # a failure reason is one line; Ray's error file can be long
+
+
+def record_of(run_dir: Path, number: int, status: TrialStatus, last_result: dict, error_file: str | None) -> TrialRecord:
+    """The record of a trial that ended with `status`, from what it wrote itself."""
+    tdir = trial_dir(run_dir, number)
+    if status == TrialStatus.STOPPED:
+        return TrialRecord(
+            number=number, status=status, error=STOPPED_EARLY, spec=read_json(tdir / SPEC_FILE),
+            metrics={k: v for k, v in (last_result or {}).items() if k in ("mean_error", "epoch")},
+        )
+    own = read_json(tdir / (RESULT_FILE if status == TrialStatus.COMPLETE else ERROR_FILE))
+    if isinstance(own, dict):
+        return TrialRecord.from_json({**own, "status": status.value}, where=str(tdir))
+    err = "trial failed before it could record a reason"
+    if error_file and os.path.exists(error_file):
+        lines = [ln for ln in open(error_file, errors="replace").read().splitlines() if ln.strip()]
+        err = lines[-1][:ERROR_LINE_CHARS] if lines else err
+    return TrialRecord(number=number, status=TrialStatus.FAILED, error=err)
+
+
+def fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 1e4 else f"{v:,.0f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+class RecordCallback(Callback):
+    """Appends each finished trial to trials.jsonl (the driver is its only writer)."""
+
+    def __init__(self, run_dir: Path, objectives: list[Objective], target: int, done: int = 0, say=print):
+        self.run_dir, self.objectives, self.target, self.say = Path(run_dir), objectives, target, say
+        self.counts = {s: 0 for s in TrialStatus}
+        self.counts[TrialStatus.COMPLETE] = done
+
+    def _write(self, trial, status: TrialStatus) -> None:
+        number = trial.config.get(NUMBER_KEY)
+        if number is None:
+            return
+        rec = record_of(self.run_dir, int(number), status, trial.last_result, trial.error_file)
+        rec = TrialRecord.from_json({**rec.to_json(), "trial_id": trial.trial_id})
+        append_record(self.run_dir, rec)
+        self.counts[rec.status] += 1
+        done = self.counts[TrialStatus.COMPLETE]
+        if rec.status == TrialStatus.COMPLETE:
+            objs = "  ".join(f"{o.name}={fmt(rec.metrics.get(o.name))}" for o in self.objectives)
+            self.say(f"[{done:>3}/{self.target}] trial {number:>3} complete  {objs}  ({rec.timings.get('total_s', 0):.1f} s)")
+        else:
+            self.say(f"[{done:>3}/{self.target}] trial {number:>3} {rec.status}: {rec.error}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        final = bool((trial.last_result or {}).get("final"))
+        self._write(trial, TrialStatus.COMPLETE if final else TrialStatus.STOPPED)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._write(trial, TrialStatus.FAILED)

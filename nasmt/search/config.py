@@ -1,0 +1,86 @@
+"""What a search is asked to do: `SearchConfig` (the CLI's flags, stored in run.json)
+and its validation, which runs before anything touches the run directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nasmt.errors import UserError
+
+SAMPLERS = ("tpe", "nsga2", "random")
+STUDY_NAME = "nasmt"  # the Optuna study's name inside study.journal
+NUMBER_KEY = "nasmt_number"  # Tune config key carrying the Optuna trial number
+
+
+@dataclass
+class SearchConfig:
+    space: str
+    tasks: str
+    out: str
+    objectives: str = "mean_error,params"
+    trials: int = 16
+    sampler: str = "tpe"
+    epochs: float = 1.0
+    steps: int | None = None
+    batch_size: int = 128
+    lr: float = 3e-3
+    seed: int = 0
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    address: str | None = None
+    max_concurrent: int | None = None
+    trial_timeout: float | None = None
+    max_failures: int = 10
+    early_stop: bool = False
+    fault: str | None = None  # fault injection for tests (nasmt.search.faults): KIND@NUMBER[,...]
+    quiet: bool = False
+    max_bytes: int | None = None  # hard budget on size_bytes (Optuna constraint)
+    max_latency_ms: float | None = None  # hard budget on latency (measured, else predicted)
+    latency_batch: int = 1  # batch size of latency measurement / prediction
+    qat_steps: int = 0  # quantization-aware fine-tune steps after training (quantized policies)
+    measure_latency: bool = False  # measure the artifact's latency in every trial
+
+    def wants_latency(self, objectives) -> bool:
+        """Latency is an objective or a budget: predict it in trials, measure the Pareto set."""
+        return self.max_latency_ms is not None or self.measure_latency or any("latency" in o.name for o in objectives)
+
+    def measures_latency(self, objectives) -> bool:
+        """Every trial measures its artifact's latency (flag, or latency_ms is an objective)."""
+        return self.measure_latency or any(o.name == "latency_ms" for o in objectives)
+
+
+def _positive(value, flag: str, at_least_one: bool = False) -> None:
+    if at_least_one and value < 1:
+        raise UserError(f"{flag}: must be at least 1 (got {value})")
+    if not at_least_one and not value > 0:
+        raise UserError(f"{flag}: must be positive (got {value})")
+
+
+def check_config(cfg: SearchConfig) -> None:
+    """One line naming the flag for every value a search cannot use."""
+    from nasmt.search.faults import parse_faults
+
+    _positive(cfg.trials, "--trials", at_least_one=True)
+    if cfg.sampler not in SAMPLERS:
+        raise UserError(f"--sampler: unknown sampler {cfg.sampler!r} (choose {', '.join(SAMPLERS)})")
+    if cfg.steps is None:
+        _positive(cfg.epochs, "--epochs")
+    else:
+        _positive(cfg.steps, "--steps", at_least_one=True)
+    if cfg.gpus_per_trial < 0 or cfg.cpus_per_trial <= 0:
+        raise UserError("--gpus-per-trial / --cpus-per-trial: must be positive")
+    _positive(cfg.batch_size, "--batch-size", at_least_one=True)
+    _positive(cfg.lr, "--lr")
+    if cfg.max_concurrent is not None:
+        _positive(cfg.max_concurrent, "--max-concurrent", at_least_one=True)
+    if cfg.trial_timeout is not None:
+        _positive(cfg.trial_timeout, "--trial-timeout")
+    _positive(cfg.max_failures, "--max-failures", at_least_one=True)
+    if cfg.max_bytes is not None:
+        _positive(cfg.max_bytes, "--max-bytes")
+    if cfg.max_latency_ms is not None:
+        _positive(cfg.max_latency_ms, "--max-latency-ms")
+    _positive(cfg.latency_batch, "--latency-batch", at_least_one=True)
+    if cfg.qat_steps < 0:
+        raise UserError(f"--qat-steps: must be 0 or more (got {cfg.qat_steps})")
+    parse_faults(cfg.fault)

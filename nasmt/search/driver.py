@@ -1,0 +1,217 @@
+"""The search driver: validate everything, then run Ray Tune trials proposed by Optuna.
+
+The driver checks grammar, suite, objectives and resources before it touches the run
+directory. Optuna (define-by-run over the grammar, journal storage in the run
+directory) proposes genomes; Ray Tune runs trials with `reuse_actors=True`, so a worker
+loads the dataset once and only the architecture changes per trial. `--trials N` asks
+for N complete trials: a failed trial is replaced, until `--max-failures` failures stop
+the search cleanly. The driver is the only writer of trials.jsonl.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from nasmt.errors import ResourceError, RunDirError
+from nasmt.run import RUN_FILE, TrialStatus, atomic_write_json, count_status, is_run_dir, pareto_trials, read_trials
+from nasmt.search.callback import RecordCallback
+from nasmt.search.config import SearchConfig, check_config
+from nasmt.search.context import TrialContext
+from nasmt.search.lock import hold_run_lock
+from nasmt.search.searcher import NasmtSearcher
+from nasmt.search.space import define_space
+from nasmt.search.study import StudyAdapter, make_sampler
+from nasmt.search.trial import run_trial
+
+RESUME_SEED_STRIDE = 1000  # session k of a run samples with seed + 1000 k: no replayed proposals
+
+
+def prepare(cfg: SearchConfig):
+    """Validate every input; returns (grammar, suite, objectives, data). Touches nothing."""
+    from nasmt.data import load_data_cached
+    from nasmt.data.suite import load_suite
+    from nasmt.run import parse_objectives
+    from nasmt.space.grammar import load_grammar
+    from nasmt.space.validate import check_compatible
+
+    check_config(cfg)
+    grammar = load_grammar(cfg.space)
+    suite = load_suite(cfg.tasks)
+    check_compatible(grammar, suite.is_image, suite.file)
+    objectives = parse_objectives(cfg.objectives, suite)
+    data = load_data_cached(suite)
+    return grammar, suite, objectives, data
+
+
+def check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"--out {out}: exists and is not a directory")
+    if is_run_dir(out):
+        raise RunDirError(f"--out {out}: already holds a nasmt run (continue it with `nasmt search --resume {out}`, or choose another --out)")
+    if out.exists() and any(out.iterdir()):
+        raise RunDirError(f"--out {out}: directory is not empty and is not a nasmt run")
+
+
+def init_ray(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    kw = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
+    if not address:
+        ray.init(include_dashboard=False, **kw)
+        return
+    try:
+        ray.init(address=address, **kw)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        hint = ""
+        if not os.environ.get("RAY_AUTH_MODE"):
+            # Ray >= 2.59 starts clusters with token authentication; a driver given an
+            # explicit address only sends the token when RAY_AUTH_MODE=token is set.
+            hint = "; if the cluster uses token authentication, set RAY_AUTH_MODE=token (and RAY_AUTH_TOKEN), or use --address auto on a cluster node"
+        raise ResourceError(f"--address {address}: cannot join the Ray cluster ({str(e).splitlines()[0]}){hint}") from None
+
+
+def check_resources(cfg: SearchConfig) -> int:
+    """Fail clearly instead of leaving trials PENDING forever; returns max concurrency."""
+    import ray
+
+    res = ray.cluster_resources()
+    cpus, gpus = res.get("CPU", 0.0), res.get("GPU", 0.0)
+    if cfg.gpus_per_trial > 0 and gpus <= 0:
+        raise ResourceError(
+            f"--gpus-per-trial {cfg.gpus_per_trial:g}: the Ray cluster has no GPU "
+            f"(resources: {cpus:g} CPU, 0 GPU); drop the flag to run on CPUs"
+        )
+    if cfg.gpus_per_trial > gpus:
+        raise ResourceError(f"--gpus-per-trial {cfg.gpus_per_trial:g}: the cluster has only {gpus:g} GPU(s)")
+    if cfg.cpus_per_trial > cpus:
+        raise ResourceError(f"--cpus-per-trial {cfg.cpus_per_trial:g}: the cluster has only {cpus:g} CPU(s)")
+    conc = int(cpus // cfg.cpus_per_trial)
+    if cfg.gpus_per_trial > 0:
+        conc = min(conc, int(gpus // cfg.gpus_per_trial + 1e-9))
+    if cfg.max_concurrent:
+        conc = min(conc, cfg.max_concurrent)
+    return max(1, conc)
+
+
+def run_record(cfg: SearchConfig, grammar, suite, objectives) -> dict:
+    """run.json: everything needed to read, resume or reproduce the run."""
+    return {
+        "nasmt_run": 1,
+        "config": {**asdict(cfg), "space": str(Path(cfg.space).resolve()), "tasks": str(Path(cfg.tasks).resolve())},
+        "grammar": {"file": grammar.file, "name": grammar.name, "text": grammar.text},
+        "suite": suite.to_dict(),
+        "suite_file": suite.file,
+        "objectives": [o.to_json() for o in objectives],
+        "created_at": time.time(),
+        "python": sys.version.split()[0],
+    }
+
+
+def _scheduler(cfg: SearchConfig):
+    if not (cfg.early_stop and cfg.steps is None and cfg.epochs >= 2):
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(metric="mean_error", mode="min", time_attr="training_iteration",
+                         max_t=int(math.ceil(cfg.epochs)), grace_period=1, reduction_factor=2)
+
+
+def _say(quiet: bool):
+    return (lambda msg: None) if quiet else (lambda msg: print(msg, flush=True))
+
+
+def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
+    """Run (or continue) a search; returns the run directory."""
+    out = Path(cfg.out).resolve()
+    say = _say(cfg.quiet)
+    if resume:
+        from nasmt.search.resume import prepare_resume
+
+        cfg, done, failed = prepare_resume(out, quiet=cfg.quiet)
+    else:
+        check_out_dir(out)
+        done, failed = 0, 0
+    grammar, suite, objectives, data = prepare(cfg)
+    target = cfg.trials
+    if done >= target:
+        say(f"{out}: already has {done} complete trials of {target}; nothing to do")
+        return out
+    if failed >= cfg.max_failures:
+        say(f"{out}: stopped earlier after {failed} failed trials (--max-failures {cfg.max_failures}); nothing to do")
+        return out
+    init_ray(cfg.address)
+    conc = check_resources(cfg)
+    if not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        hold_run_lock(out)  # released by the kernel when this driver dies; resume checks it
+        atomic_write_json(out / RUN_FILE, run_record(cfg, grammar, suite, objectives))
+    tuner = _tuner(cfg, out, grammar, suite, objectives, data, conc, done, failed, say)
+    say(f"nasmt search: {target - done} trial(s) of {suite.name} over {grammar.name}, "
+        f"{conc} at a time, objectives {', '.join(o.name + ':' + o.direction for o in objectives)}")
+    t0 = time.time()
+    tuner.fit()
+    _summary(cfg, out, objectives, time.time() - t0, say)
+    return out
+
+
+def _tuner(cfg, out: Path, grammar, suite, objectives, data, conc: int, done: int, failed: int, say):
+    from ray import tune
+
+    space = functools.partial(define_space, grammar_text=grammar.text, grammar_file=grammar.file,
+                              tasks=tuple(t.ident for t in suite.tasks), input_shape=tuple(data.input_shape),
+                              n_outputs=dict(data.n_outputs))
+    session = 1 + len(list((out / "ray").glob("tune-*"))) if (out / "ray").exists() else 1
+    sampler = make_sampler(cfg.sampler, cfg.seed + RESUME_SEED_STRIDE * (session - 1), cfg.trials, cfg.max_bytes,
+                           cfg.max_latency_ms)
+    searcher = NasmtSearcher(StudyAdapter(out, objectives, sampler, space), cfg.trials, cfg.max_failures, done, failed)
+    ctx = TrialContext.from_config(cfg, grammar, suite, objectives, out)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
+                                    {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
+    scheduler = _scheduler(cfg)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=scheduler,
+            # the searcher ends the run (target complete or max failures); trials an early-stop
+            # scheduler stops count as neither, so then Tune must not cap the trial count
+            num_samples=-1 if scheduler is not None else (cfg.trials - done) + (cfg.max_failures - failed) + 1,
+            max_concurrent_trials=conc, reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=f"tune-{session}", storage_path=str(out / "ray"), verbose=0,
+            callbacks=[RecordCallback(out, objectives, cfg.trials, done, say)],
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+        ),
+    )
+
+
+def _summary(cfg: SearchConfig, out: Path, objectives, seconds: float, say) -> None:
+    trials = read_trials(out)
+    n = count_status(trials)
+    n_counted = sum(1 for t in trials if t.counts_as_failure)
+    front = pareto_trials(trials, objectives)
+    say(f"done in {seconds:.0f} s: {n[TrialStatus.COMPLETE]} complete, {n[TrialStatus.FAILED]} failed; Pareto front: trials "
+        + ", ".join(str(t.number) for t in front))
+    if n_counted >= cfg.max_failures:
+        say(f"stopped: {n_counted} trials failed (--max-failures {cfg.max_failures})")
+    if cfg.wants_latency(objectives) and n[TrialStatus.COMPLETE]:
+        from nasmt.search.measure import measure_front
+
+        e = measure_front(out, objectives, say=say)["predictor_error"]
+        if e["n"]:
+            say(f"latency predictor vs measured on the Pareto set: median {100 * e['median_rel_error']:.1f}%, "
+                f"worst {100 * e['worst_rel_error']:.1f}% relative error")
+    say(f"run directory: {out}")

@@ -1,0 +1,88 @@
+"""The Optuna side of a search, behind one small adapter: the journal-backed study, the
+sampler, define-by-run asks and the three ways a trial ends (complete, failed,
+stopped). Only public Optuna API (`create_study`, `ask`, `tell`, user attrs)."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from pathlib import Path
+
+from nasmt.errors import UserError
+from nasmt.run import JOURNAL_FILE, Objective
+from nasmt.search.config import SAMPLERS, STUDY_NAME
+
+STARTUP_FRACTION = 3  # TPE / NSGA-II: a third of the trials (4..10 / 4..50) explores at random first
+
+
+def journal_storage(run_dir: Path):
+    import optuna
+
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(Path(run_dir) / JOURNAL_FILE)))
+
+
+def make_sampler(name: str, seed: int, trials: int, max_bytes=None, max_latency_ms=None):
+    import optuna
+
+    from nasmt.quant import constraints_func
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    cons = None
+    if max_bytes is not None or max_latency_ms is not None:
+        cons = functools.partial(constraints_func, max_bytes=max_bytes, max_latency_ms=max_latency_ms)
+        # Optuna 5 deprecates constraints_func (in favour of Trial.set_constraint) but still honours it
+        warnings.filterwarnings("ignore", message=".*constraints_func.*", category=FutureWarning)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, constant_liar=True,
+            n_startup_trials=max(4, min(10, trials // STARTUP_FRACTION)), constraints_func=cons,
+        )
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // STARTUP_FRACTION)),
+                                             constraints_func=cons)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise UserError(f"--sampler: unknown sampler {name!r} (choose {', '.join(SAMPLERS)})")
+
+
+class StudyAdapter:
+    """Asks Optuna for genomes (define-by-run over the grammar) and tells it outcomes.
+
+    `ask()` -> (number, genome); `tell_complete(number, metrics)`; `tell_failed(number)`;
+    `tell_stopped(number)`. Each trial is told exactly once."""
+
+    def __init__(self, run_dir: Path, objectives: list[Objective], sampler, space):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.objectives = objectives
+        self.space = space
+        self.study = optuna.create_study(
+            study_name=STUDY_NAME, storage=journal_storage(run_dir), sampler=sampler, load_if_exists=True,
+            directions=["minimize" if o.direction == "min" else "maximize" for o in objectives],
+        )
+        self._open: dict[int, object] = {}  # number -> optuna Trial not told yet
+
+    def ask(self) -> tuple[int, dict]:
+        t = self.study.ask()
+        self.space(t)
+        self._open[t.number] = t
+        return t.number, dict(t.params)
+
+    def tell_complete(self, number: int, metrics: dict, costs_attr: str, cost_keys) -> None:
+        t = self._open.pop(number)
+        t.set_user_attr(costs_attr, {k: metrics[k] for k in cost_keys if k in metrics})
+        self.study.tell(t, [float(metrics[o.name]) for o in self.objectives])
+
+    def tell_failed(self, number: int) -> None:
+        from optuna.trial import TrialState
+
+        self.study.tell(self._open.pop(number), None, state=TrialState.FAIL)
+
+    def tell_stopped(self, number: int) -> None:
+        from optuna.trial import TrialState
+
+        self.study.tell(self._open.pop(number), None, state=TrialState.PRUNED)
+
+    def is_open(self, number: int) -> bool:
+        return number in self._open

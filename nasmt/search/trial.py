@@ -1,0 +1,151 @@
+"""One trial, the Ray Tune trainable: derive -> build -> train -> evaluate -> record.
+
+The trial writes `trials/NNNNN/{spec.json, weights.safetensors, result.json}` (or
+`error.json` with the reason and traceback) atomically *before* it reports, so a
+finished trial survives a driver crash; the driver's callback turns it into the record
+in trials.jsonl. A worker keeps its dataset loaded between trials (`reuse_actors`)."""
+
+from __future__ import annotations
+
+import time
+import traceback
+
+from nasmt.errors import TrialError
+from nasmt.run import ERROR_FILE, RESULT_FILE, SPEC_FILE, WEIGHTS_FILE, TrialRecord, TrialStatus, atomic_write_json, trial_dir
+from nasmt.search.config import NUMBER_KEY
+from nasmt.search.context import TrialContext
+from nasmt.search.space import grammar_of
+from nasmt.train import TrainHook
+
+
+class _EpochReport(TrainHook):
+    """Early stopping: report validation metrics to the scheduler after each epoch but
+    the last. Every objective is in every report (Tune checks), NaN where only known at
+    the end (ASHA reads mean_error)."""
+
+    def __init__(self, model, ctx: TrialContext, data, static: dict, last_epoch: int):
+        self.model, self.ctx, self.data, self.static, self.last = model, ctx, data, static, last_epoch
+
+    def on_epoch(self, epoch, loss):
+        from ray import tune
+
+        from nasmt.train import evaluate
+
+        if epoch >= self.last:
+            return
+        rep = {**evaluate(self.model, self.ctx.suite, self.data, "val", self.ctx.device), **self.static}
+        rep.update({k: float("nan") for k in self.ctx.objectives if k not in rep})
+        self.model.train()
+        tune.report({**rep, "epoch": epoch, "final": False})
+
+
+def run_trial(config: dict, ctx: TrialContext) -> None:
+    """The trainable (module level, so Ray can import it on any worker)."""
+    import math
+
+    import torch
+    from ray import tune
+
+    from nasmt.data import load_data_cached
+    from nasmt.model.build import build
+    from nasmt.model.cost import cost
+    from nasmt.search.faults import inject
+    from nasmt.space.derive import replay
+    from nasmt.train import TrainConfig, evaluate, train
+
+    torch.set_num_threads(ctx.threads)
+    t_start = time.time()
+    number = int(config[NUMBER_KEY])
+    genome = {k: v for k, v in config.items() if k != NUMBER_KEY}
+    tdir = trial_dir(ctx.run_dir, number)
+    tdir.mkdir(parents=True, exist_ok=True)
+    spec = None
+    try:
+        data = load_data_cached(ctx.suite)
+        t_data = time.time()
+        spec = replay(grammar_of(ctx.grammar_text, ctx.grammar_file), genome, ctx.suite.tasks, data.input_shape,
+                      data.n_outputs)
+        atomic_write_json(tdir / SPEC_FILE, spec.to_json())
+        seed = ctx.trial_seed(number)
+        torch.manual_seed(seed)
+        model = build(spec)
+        c = cost(model, spec.input_shape)
+        hooks = inject(ctx.fault, number, model)
+        tc = TrainConfig(epochs=ctx.epochs, steps=ctx.steps, batch_size=ctx.batch_size, lr=ctx.lr, seed=seed,
+                         device=ctx.device, time_limit_s=ctx.trial_timeout)
+        if ctx.early_stop:
+            hooks.append(_EpochReport(model, ctx, data, {"params": c["params"], "flops": c["flops"]},
+                                      last_epoch=math.ceil(tc.epochs)))
+        tr = train(model, ctx.suite, data, tc, hooks=hooks)
+        t_eval = time.time()
+        metrics = evaluate(model, ctx.suite, data, "val", ctx.device)
+        metrics.update(params=c["params"], flops=c["flops"])
+        metrics.update(quant_metrics(model, spec, data, ctx, seed))
+        for t, tc_ in c["tasks"].items():
+            metrics[f"{t}.path_params"] = tc_["path_params"]
+            metrics[f"{t}.path_flops"] = tc_["path_flops"]
+        from safetensors.torch import save_file
+
+        model.cpu()
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tdir / WEIGHTS_FILE))
+        rec = TrialRecord(
+            number=number, status=TrialStatus.COMPLETE, spec=spec.to_json(), metrics=metrics,
+            train={"steps": tr["steps"], "epochs": tr["epochs"], "final_loss": tr["loss"]},
+            timings={"data_s": t_data - t_start, "train_s": tr["train_time_s"], "eval_s": time.time() - t_eval,
+                     "total_s": time.time() - t_start},
+            finished_at=time.time(),
+        )
+        atomic_write_json(tdir / RESULT_FILE, rec.to_json())
+    except BaseException as e:  # record why, then let Tune mark the trial as errored
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):  # SystemExit: Tune stopping the trial (early stop)
+            raise
+        rec = TrialRecord(
+            number=number, status=TrialStatus.FAILED, spec=spec.to_json() if spec is not None else None,
+            error=failure_reason(e), error_type=type(e).__name__, traceback=traceback.format_exc(limit=8),
+            finished_at=time.time(), timings={"total_s": time.time() - t_start},
+        )
+        atomic_write_json(tdir / ERROR_FILE, rec.to_json())
+        raise
+    tune.report({**metrics, "final": True})
+
+
+def quant_metrics(model, spec, data, ctx: TrialContext, seed: int) -> dict:
+    """The network as deployed: for a quantized policy, optional QAT, calibration and
+    validation metrics under simulation (they replace the fp32 ones); exact size_bytes
+    of the artifact; predicted (and optionally measured) latency; budget feasibility."""
+    from nasmt import quant as Q
+    from nasmt.train import evaluate
+
+    m: dict = {}
+    calib = Q.calib_batch(data, ctx.device)
+    act = None  # activation scales: calibrated once, reused for the latency artifact
+    if not Q.is_fp32(spec):
+        if ctx.qat_steps:
+            m.update(Q.qat(model, spec, ctx.suite, data, ctx.qat_steps, lr=ctx.lr * QAT_LR_FACTOR,
+                           batch_size=ctx.batch_size, seed=seed, device=ctx.device))
+        with Q.simulate(model, spec, calib) as act:
+            m.update(evaluate(model, ctx.suite, data, "val", ctx.device))
+    m["quant_policy"] = Q.policy_summary(spec)
+    m["size_bytes"] = Q.size_bytes(model, spec)
+    if ctx.predict_latency:
+        m["predicted_latency_ms"] = Q.predicted_latency_ms(spec, ctx.latency_batch)
+    if ctx.measure_latency:
+        m["latency_ms"] = Q.model_latency(model.cpu(), spec, calib.cpu(), ctx.latency_batch, act=act)
+        m["latency_source"] = "measured"
+    m["latency_batch"] = ctx.latency_batch
+    m["feasible"] = Q.feasible(m, ctx.max_bytes, ctx.max_latency_ms)
+    return m
+
+
+QAT_LR_FACTOR = 0.1  # QAT fine-tunes a trained network: a tenth of the training learning rate
+
+
+def failure_reason(e: BaseException) -> str:
+    """One line: why the trial failed."""
+    import torch
+
+    if isinstance(e, torch.OutOfMemoryError):
+        return f"out of memory: {str(e).splitlines()[0]}"
+    if isinstance(e, TrialError):
+        return str(e)
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip()
