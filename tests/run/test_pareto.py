@@ -1,0 +1,66 @@
+"""Pareto maths on synthetic points (pure numpy, no Ray)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from nasmt.run import (
+    Objective,
+    TrialRecord,
+    TrialStatus,
+    hypervolume,
+    hypervolume_history,
+    knee_point,
+    normalize,
+    objective_matrix,
+    pareto_mask,
+    pareto_mask_naive,
+    pareto_trials,
+)
+
+
+def test_pareto_mask_matches_the_naive_definition():
+    rng = np.random.default_rng(0)
+    for k in (1, 2, 3):
+        P = rng.integers(0, 6, size=(80, k)).astype(float)
+        P[3, 0] = np.nan
+        assert (pareto_mask(P) == pareto_mask_naive(P)).all()
+
+
+def test_hypervolume_of_a_staircase_and_its_history():
+    P = np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [0.9, 0.9]])
+    ref = np.array([2.0, 2.0])
+    # union of the three boxes: 2*1 + 1*2 - 1*1 + the extra corner 0.5*0.5
+    assert np.isclose(hypervolume(P, ref), 3.25)
+    hist = hypervolume_history(P, ref)
+    assert np.allclose(hist, [2.0, 3.0, 3.25, 3.25])
+    # 3-D by slicing equals inclusion-exclusion of two boxes
+    Q = np.array([[0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    assert np.isclose(hypervolume(Q, np.array([2.0, 2.0, 2.0])), 4 + 2 - 1)
+
+
+def test_max_objectives_are_negated_and_fronts_skip_non_candidates():
+    objs = [Objective("acc", "max"), Objective("params", "min")]
+
+    def rec(n, acc, params, status=TrialStatus.COMPLETE, **m):
+        return TrialRecord(number=n, status=status, metrics={"acc": acc, "params": params, **m})
+
+    recs = [rec(0, 0.9, 100), rec(1, 0.8, 50), rec(2, 0.7, 200), rec(3, 0.99, 10, TrialStatus.STOPPED),
+            rec(4, 0.95, 5, feasible=False)]
+    assert np.allclose(objective_matrix(recs[:1], objs), [[-0.9, 100]])
+    assert [t.number for t in pareto_trials(recs, objs)] == [0, 1]
+    assert knee_point(pareto_trials(recs, objs), objs).number in (0, 1)
+
+
+def test_normalize_spans_zero_to_one():
+    M = np.array([[1.0, 10.0], [3.0, 10.0], [np.nan, 0.0]])
+    N, lo, hi = normalize(M)
+    assert np.allclose(N[:2, 0], [0, 1]) and np.allclose(N[:2, 1], [0, 0])
+    assert list(lo) == [1.0, 10.0] and list(hi) == [3.0, 10.0]
+
+
+def test_pareto_mask_keeps_duplicates_of_front_points():
+    P = np.array(list(itertools.product([0.0, 1.0], repeat=2)) + [[0.0, 0.0]])
+    assert pareto_mask(P).tolist() == [True, False, False, False, True]
