@@ -104,7 +104,7 @@ def main():
     t0 = time.perf_counter()
     train(base, suite, data, tc)
     base_train_s = time.perf_counter() - t0
-    from nasmt.model.build import cost
+    from nasmt.model.cost import cost
 
     baseline = {
         "params": sum(p.numel() for p in base.parameters()),

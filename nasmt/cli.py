@@ -87,7 +87,8 @@ def cmd_validate(a):
 def cmd_sample(a):
     import optuna
 
-    from nasmt.model.build import build, cost
+    from nasmt.model.build import build
+    from nasmt.model.cost import cost
     from nasmt.data import load_data
     from nasmt.space.derive import derive
     from nasmt.space.grammar import load_grammar
@@ -165,6 +166,8 @@ def cmd_export(a):
 def cmd_dashboard(a):
     from nasmt.report.dashboard import serve
 
+    if not 1 <= a.port <= 65535:
+        raise UserError(f"--port: must be between 1 and 65535 (got {a.port})")
     serve([Path(r) for r in a.runs], host=a.host, port=a.port, objectives=a.objectives, open_browser=False)
 
 

@@ -90,7 +90,8 @@ def run_trial(config: dict, ctx: TrialContext) -> None:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tdir / WEIGHTS_FILE))
         rec = TrialRecord(
             number=number, status=TrialStatus.COMPLETE, spec=spec.to_json(), metrics=metrics,
-            train={"steps": tr["steps"], "epochs": tr["epochs"], "final_loss": tr["loss"]},
+            train={"steps": tr["steps"], "epochs": tr["epochs"], "final_loss": tr["loss"], "device": ctx.device,
+                   "threads": torch.get_num_threads()},
             timings={"data_s": t_data - t_start, "train_s": tr["train_time_s"], "eval_s": time.time() - t_eval,
                      "total_s": time.time() - t_start},
             finished_at=time.time(),
