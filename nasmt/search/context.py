@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from nasmt.data.suite import TaskSuite
 
 
+SEED_STRIDE = 100003  # a prime above any trial count: (search seed, trial) pairs never share a seed
+
+
 @dataclass(frozen=True)
 class TrialContext:
     grammar_text: str
@@ -37,7 +40,7 @@ class TrialContext:
 
     def trial_seed(self, number: int) -> int:
         """The seed of trial `number`: distinct per trial and per search seed."""
-        return self.seed * 100003 + number
+        return self.seed * SEED_STRIDE + number
 
     @classmethod
     def from_config(cls, cfg, grammar, suite, objectives, run_dir) -> "TrialContext":

@@ -166,7 +166,7 @@ def _check_shapes(g: Grammar) -> None:
     for r in g.rules.values():
         for a in r.alts:
             check_seq(a.items, False)
-    trunk_vec = any(_kinds(g, "trunk", memo)[1] for _ in [0])
+    trunk_vec = _kinds(g, "trunk", memo)[1]
     if trunk_vec:
         for a in g.rules["branch"].alts:
             for it in a.items:
