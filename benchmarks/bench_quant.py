@@ -134,7 +134,9 @@ def main():
 
     from nasmt import quant as Q
     from nasmt.data import load_data_cached
-    from nasmt.run import Objective, load_run, read_trials, pareto_trials
+    from nasmt.run import (LATENCY_FILE, TrialStatus, front_candidates, load_run, objectives_from_run,
+                           pareto_trials, read_trials)
+    from nasmt.search.measure import load_trial_model
     from nasmt.data.suite import suite_from_json
 
     t_start = time.time()
@@ -152,22 +154,22 @@ def main():
     info = load_run(run)
     suite = suite_from_json(info["suite"])
     data = load_data_cached(suite)
-    objs = [Objective(**o) for o in info["objectives"]]
-    trials = [t for t in read_trials(run) if t.get("status") == "complete"]
-    feasible = [t for t in trials if t["metrics"].get("feasible", True)]
-    front = pareto_trials(feasible, objs)[: a.max_front]
-    lat = json.loads((run / Q.LATENCY_FILE).read_text()) if (run / Q.LATENCY_FILE).exists() else {}
+    objs = objectives_from_run(info)
+    trials = [t for t in read_trials(run) if t.status == TrialStatus.COMPLETE]
+    feasible = front_candidates(trials)
+    front = pareto_trials(trials, objs)[: a.max_front]  # complete, within-budget trials only
+    lat = json.loads((run / LATENCY_FILE).read_text()) if (run / LATENCY_FILE).exists() else {}
 
     rows = []
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         for rec in front:
-            spec, model = Q._load_trial_model(run, rec)
-            r = {"number": rec["number"], "arch_hash": spec.hash, "search_policy": Q.policy_summary(spec),
-                 "trial_val_acc": {t.ident: rec["metrics"][f"{t.ident}.{t.metric}"] for t in suite.tasks},
-                 "trial_size_bytes": rec["metrics"]["size_bytes"],
-                 "trial_predicted_latency_ms": rec["metrics"].get("predicted_latency_ms"),
-                 "trial_latency_ms": rec["metrics"].get("latency_ms")}
+            spec, model = load_trial_model(run, rec)
+            r = {"number": rec.number, "arch_hash": spec.hash, "search_policy": Q.policy_summary(spec),
+                 "trial_val_acc": {t.ident: rec.metrics[f"{t.ident}.{t.metric}"] for t in suite.tasks},
+                 "trial_size_bytes": rec.metrics["size_bytes"],
+                 "trial_predicted_latency_ms": rec.metrics.get("predicted_latency_ms"),
+                 "trial_latency_ms": rec.metrics.get("latency_ms")}
             for name, sp in (("fp32", Q.with_policy(spec, "fp32", "fp32")), ("int8", Q.with_policy(spec, "int8", "int8")),
                              ("mixed", spec)):
                 r[name] = _artifact_row(model, sp, suite, data, d, name)
@@ -178,7 +180,7 @@ def main():
             r["agreement"] = {
                 "val_acc_max_abs_diff_artifact_vs_trial": max(
                     abs(r["mixed"]["val_acc"][k] - r["trial_val_acc"][k]) for k in r["trial_val_acc"]),
-                "size_bytes_equal": r["mixed"]["artifact_weight_bytes"] == rec["metrics"]["size_bytes"],
+                "size_bytes_equal": r["mixed"]["artifact_weight_bytes"] == rec.metrics["size_bytes"],
                 "file_minus_size_bytes": r["mixed"]["file_bytes"] - r["mixed"]["size_bytes"],
             }
             i8 = r["int8"]
@@ -188,10 +190,9 @@ def main():
                 for n in ("fp32", "mixed")
             }
             rows.append(r)
-            print(f"trial {rec['number']} done", flush=True)
+            print(f"trial {rec.number} done", flush=True)
 
-    budget_ok = all(t["metrics"]["size_bytes"] <= a.max_bytes for t in front)
-    policies = sorted({r["search_policy"] for r in rows})
+    budget_ok = all(t.metrics["size_bytes"] <= a.max_bytes for t in front)
     mixing = [r["number"] for r in rows if len({p.split(" ", 1)[1] for p in r["search_policy"].split(" | ")}) > 1]
     out = {
         "command": " ".join(cmd[3:]),

@@ -20,13 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from nasmt.errors import DataError
-from nasmt.data.suite import IMAGE_SOURCES, TaskSuite
+from nasmt.data.splits import SPLITS
+from nasmt.data.prepared import PreparedData
+from nasmt.data.suite import TaskSuite
 
 __all__ = [
     "PreparedData",
@@ -37,34 +38,6 @@ __all__ = [
     "SPLITS",
 ]
 
-SPLITS = ("train", "val", "test")
-
-
-@dataclass
-class PreparedData:
-    x: dict[str, np.ndarray]  # split -> float32 (N,C,H,W) images in [0,1] or (N,D) vectors
-    y: dict[str, dict[str, np.ndarray]]  # split -> task ident -> labels
-    input_shape: tuple[int, ...]  # (C,H,W) or (D,)
-    n_outputs: dict[str, int]  # task ident -> output units
-    class_labels: dict[str, list[str]]  # task ident -> label names (multiclass / binary)
-    feature_names: list[str]  # vector inputs: encoded column names; images: []
-    target_stats: dict[str, tuple[float, float]]  # regression ident -> (train mean, train std)
-    meta: dict = field(default_factory=dict)  # informational: source, row / source indices
-
-    def n(self, split: str) -> int:
-        return int(self.x[split].shape[0])
-
-    def to_torch(self, device="cpu") -> dict:
-        """split -> (x tensor, {ident: y tensor}) on `device` (int64 / float32 as stored)."""
-        import torch
-
-        out = {}
-        for s in self.x:
-            xt = torch.from_numpy(self.x[s]).to(device)
-            ys = {k: torch.from_numpy(v).to(device) for k, v in self.y[s].items()}
-            out[s] = (xt, ys)
-        return out
-
 
 def load_data(suite: TaskSuite, seed: int = 0) -> PreparedData:
     """Arrays for `suite`. `seed` is accepted for symmetry with training code; the data
@@ -72,13 +45,13 @@ def load_data(suite: TaskSuite, seed: int = 0) -> PreparedData:
     del seed
     if suite.is_image:
         return _load_images(suite)
-    from .tabular import load_tabular
+    from nasmt.data.tabular import load_tabular
 
     return load_tabular(suite)
 
 
 def _load_images(suite: TaskSuite) -> PreparedData:
-    from . import images as im
+    from nasmt.data import images as im
 
     f, src = suite.file, suite.data.source
     for i, t in enumerate(suite.tasks):

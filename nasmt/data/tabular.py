@@ -152,7 +152,7 @@ def split_indices(n: int, opts: dict) -> dict[str, np.ndarray]:
 
 
 def load_tabular(suite: TaskSuite):
-    from . import PreparedData
+    from nasmt.data.prepared import PreparedData
 
     f = suite.file
     df, blocks = _read(suite)

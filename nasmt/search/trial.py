@@ -35,7 +35,6 @@ class _EpochReport(TrainHook):
             return
         rep = {**evaluate(self.model, self.ctx.suite, self.data, "val", self.ctx.device), **self.static}
         rep.update({k: float("nan") for k in self.ctx.objectives if k not in rep})
-        self.model.train()
         tune.report({**rep, "epoch": epoch, "final": False})
 
 
