@@ -4,7 +4,6 @@ Everything in this file depends on torch alone: `nasmt.export` copies the source
 these classes into the generated `model.py`, so an exported model never imports nasmt.
 """
 
-import torch
 from torch import nn
 
 

@@ -17,9 +17,10 @@ from nasmt.data import images as im
 from nasmt.data.tabular import split_indices
 from nasmt.errors import DataError
 from nasmt.data.suite import load_suite
+from nasmt.train import tensors
 
 torch.set_num_threads(1)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write_suite(tmp_path: Path, body: str, name: str = "suite.toml"):
@@ -299,8 +300,9 @@ def test_csv_onehot_standardize_and_targets(tmp_path):
         assert d.x[k].tobytes() == d2.x[k].tobytes()
         assert d.y[k]["marital"].tobytes() == d2.y[k]["marital"].tobytes()
     assert load_data_cached(s) is load_data_cached(s)
-    t = d.to_torch("cpu")
-    assert t["train"][0].shape == (139, 7) and t["train"][1]["marital"].dtype == torch.int64
+    x, ys = tensors(d, "train", "cpu")
+    assert x.shape == (139, 7) and x.dtype == torch.float32
+    assert ys["marital"].dtype == torch.int64 and ys["income"].dtype == torch.float32
 
 
 def test_unseen_category_and_all_nan_numeric(tmp_path):

@@ -6,12 +6,13 @@ import optuna
 import pytest
 import torch
 
-from nasmt.model.build import build, cost
+from nasmt.model.build import build
+from nasmt.model.cost import cost
 from nasmt.space.derive import derive, replay
 from nasmt.space.grammar import load_grammar, parse_grammar
 from nasmt.space.spec import ArchSpec
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SHAPES = {"conv": (1, 28, 28), "tiny": (1, 28, 28), "mlp": (23,)}
 

@@ -18,7 +18,7 @@ from nasmt.model.build import build
 from nasmt.space.spec import ArchSpec, BranchSpec, OpSpec, Precision, StageSpec
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny_spec(stage=Precision("int8", "int8"), branch=Precision("int4", "fp32")) -> ArchSpec:
@@ -115,28 +115,6 @@ def test_simulate_restores_weights_and_changes_outputs():
         assert torch.equal(model(x)["a"], ref)
 
 
-def test_qat_updates_fp32_master_weights():
-    from nasmt.data import load_data_cached
-    from nasmt.data.suite import load_suite
-
-    suite = load_suite(ROOT / "tests" / "data" / "mm_small.toml")
-    data = load_data_cached(suite)
-    torch.manual_seed(0)
-    spec = ArchSpec(
-        space="t", input_shape=tuple(data.input_shape),
-        stages=(StageSpec((OpSpec.from_json({"op": "conv", "k": 3, "c": 8, "s": 2}),), Precision("int4", "int8")),),
-        branches=tuple(BranchSpec(t.ident, 1, (), (OpSpec("gap"),), data.n_outputs[t.ident], Precision("int8", "fp32"))
-                       for t in suite.tasks),
-    )
-    model = build(spec)
-    w0 = model.trunk[0][0].conv.weight.detach().clone()
-    r = Q.qat(model, spec, suite, data, steps=3, lr=1e-2, batch_size=32)
-    assert r["qat_steps"] == 3 and np.isfinite(r["qat_loss"])
-    w1 = model.trunk[0][0].conv.weight.detach()
-    assert not torch.equal(w0, w1)
-    assert not torch.allclose(Q.fake_weight(w1, "int4"), w1)  # master weights stay fp32 (off the int4 grid)
-
-
 # ----------------------------------------------------------------------------- size
 
 
@@ -177,7 +155,7 @@ def test_constraints_func_values_and_optuna():
     assert Q.feasible({"size_bytes": 10}, 10, None) and not Q.feasible({"size_bytes": 11}, 10, None)
 
     # the sampler records them (the searcher sets the user attr before tell)
-    from nasmt.search import make_sampler
+    from nasmt.search.study import make_sampler
 
     sampler = make_sampler("tpe", 0, 8, max_bytes=1000)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -219,7 +197,9 @@ def test_artifact_runs_without_nasmt_and_matches_simulation(tmp_path):
     np.save(tmp_path / "x.npy", x.numpy())
     for k, v in sim.items():
         np.save(tmp_path / f"sim_{k}.npy", v.numpy())
-    steps = {"a": act["branches.a.2.linear:out"][0] if "branches.a.2.linear:out" in act else 0.0}
+    # branch a is gap, fc(h=16) (branches.a.1.linear), then its output Linear (branches.a.2)
+    assert "branches.a.2:out" in act
+    step_a = act["branches.a.2:out"][0]  # one uint8 step of branch a's output
     code = f"""
 import sys, numpy as np, onnxruntime as ort
 s = ort.InferenceSession("{Q.ARTIFACT}", providers=["CPUExecutionProvider"])
@@ -235,8 +215,7 @@ for k, v in outs.items():
     assert set(res) == {"a", "b"}
     # the same integers and scales: differences are rounding at quantization boundaries
     # (int32 bias, requantization), a few output steps at most
-    out_scale = Q.act_qparams(-1, 1)[0]  # order of magnitude of one output step
-    assert res["a"][0] < max(4 * steps["a"], 10 * out_scale) and res["a"][1] >= 0.97
+    assert res["a"][0] <= 4 * step_a and res["a"][1] >= 0.97
     assert res["b"][0] < 0.02 and res["b"][1] >= 0.97  # bf16 fold order only
     assert Q.artifact_weight_bytes(tmp_path / Q.ARTIFACT) == Q.size_bytes(model, spec)
 

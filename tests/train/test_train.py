@@ -15,7 +15,7 @@ from nasmt.space.grammar import load_grammar, parse_grammar
 from nasmt.data.suite import load_suite
 from nasmt.train import TrainConfig, auc, evaluate, train
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_auc_matches_pairwise_definition():

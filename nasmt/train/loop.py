@@ -1,0 +1,152 @@
+"""The one training loop, readable top to bottom, with hooks.
+
+AdamW on the multi-task loss (`nasmt.train.losses`); the train split lives on the
+device as tensors and minibatches are index slices. Seeds and devices are arguments.
+On CUDA the forward runs under bf16 autocast. A non-finite loss or a run past its time
+limit raises TrialError. Searches train with the defaults (OneCycle schedule, one
+permutation per epoch); quantization-aware fine-tuning (`nasmt.quant.finetune`) runs the
+same loop with a constant rate, i.i.d. batches, frozen BatchNorm and a forward hook.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from nasmt.errors import TrialError
+from nasmt.data.suite import TaskSuite
+from nasmt.train.losses import task_losses
+from nasmt.train.metrics import tensors
+
+SCHEDULES = ("onecycle", "constant")
+SAMPLINGS = ("epochs", "random")
+ONECYCLE_WARMUP = 0.15  # share of the steps OneCycle spends raising the rate to `lr`
+LOSS_READ_EVERY = 25  # read the loss (a device sync) every this many steps and at the last one
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 1.0  # budget in epochs over the train split ...
+    steps: int | None = None  # ... or in optimizer steps (wins when set)
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 1e-4  # AdamW's decoupled weight decay
+    seed: int = 0  # batch order
+    device: str = "cpu"
+    time_limit_s: float | None = None  # TrialError past this many seconds
+    schedule: str = "onecycle"  # "onecycle": warm up to lr, then anneal; "constant": lr throughout
+    sampling: str = "epochs"  # "epochs": a fresh permutation per epoch; "random": i.i.d. batches
+    freeze_bn: bool = False  # train in eval mode: BatchNorm statistics frozen, dropout off
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"TrainConfig.schedule: {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"TrainConfig.sampling: {self.sampling!r} is not one of {', '.join(SAMPLINGS)}")
+
+
+class TrainHook:
+    """Extension points of `train`; every method here does nothing. In call order:
+
+    1. `on_start(model, optimizer)`: once, after the model is on the device in its
+       training mode and the optimizer exists, before the first step.
+    2. Every step: `forward(model, x) -> {task: output}` computes the batch's outputs
+       (default `model(x)`; at most one hook may override it), then the loop takes the
+       loss, the backward pass and the optimizer (and scheduler) step, and calls
+       `on_step(step, total_steps, loss)`: `step` counts from 1, `loss` is the float loss
+       where the loop read it this step (every LOSS_READ_EVERY steps and the last), else
+       None. The time limit is checked right after `on_step`.
+    3. After the last step of each full epoch: `on_epoch(epoch, loss)`, epoch counting
+       from 1, with the last loss read. The loop restores the model's training mode
+       afterwards, so the hook may evaluate the model.
+    An exception raised by a hook ends training and propagates.
+    """
+
+    def on_start(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        pass
+
+    def forward(self, model: torch.nn.Module, x: torch.Tensor) -> dict:
+        return model(x)
+
+    def on_step(self, step: int, total_steps: int, loss: float | None) -> None:
+        pass
+
+    def on_epoch(self, epoch: int, loss: float) -> None:
+        pass
+
+
+def _forward(hooks: Sequence[TrainHook]):
+    own = [h for h in hooks if type(h).forward is not TrainHook.forward]
+    if len(own) > 1:
+        raise ValueError(f"train: {len(own)} hooks override forward; at most one may")
+    return own[0].forward if own else TrainHook().forward
+
+
+def _batches(n: int, bs: int, cfg: TrainConfig, dev: torch.device) -> Iterator[torch.Tensor]:
+    """Endless minibatch indices, from a CPU generator seeded with cfg.seed."""
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    while True:
+        if cfg.sampling == "random":
+            yield torch.randint(0, n, (bs,), generator=gen).to(dev)
+            continue
+        perm = torch.randperm(n, generator=gen).to(dev)
+        for pos in range(0, n - bs + 1, bs):  # the last partial batch of an epoch is dropped
+            yield perm[pos : pos + bs]
+
+
+def _scheduler(opt, cfg: TrainConfig, total: int):
+    if cfg.schedule == "constant":
+        return None
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=ONECYCLE_WARMUP)
+
+
+def _read_loss(loss: torch.Tensor, step: int) -> float:
+    v = float(loss.detach())
+    if not math.isfinite(v):
+        raise TrialError(f"non-finite loss ({v}) at step {step}")
+    return v
+
+
+def train(model: torch.nn.Module, suite: TaskSuite, data, cfg: TrainConfig, hooks: Sequence[TrainHook] = ()) -> dict:
+    """Train in place. Returns {'steps', 'epochs', 'train_time_s', 'loss'} (the last loss read)."""
+    dev = torch.device(cfg.device)
+    model.to(dev).train(not cfg.freeze_bn)
+    x, ys = tensors(data, "train", dev)
+    n = x.shape[0]
+    bs = min(cfg.batch_size, n)
+    steps_per_epoch = max(1, n // bs)
+    total = cfg.steps if cfg.steps is not None else max(1, round(cfg.epochs * steps_per_epoch))
+    batches = _batches(n, bs, cfg, dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = _scheduler(opt, cfg, total)
+    forward = _forward(hooks)
+    for h in hooks:
+        h.on_start(model, opt)
+    t0 = time.perf_counter()
+    loss_val = float("nan")
+    for step in range(1, total + 1):
+        idx = next(batches)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            out = forward(model, x[idx])
+        loss, _ = task_losses(suite, data, out, {k: v[idx] for k, v in ys.items()})
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        read = step % LOSS_READ_EVERY == 0 or step == total
+        if read:
+            loss_val = _read_loss(loss, step)
+        for h in hooks:
+            h.on_step(step, total, loss_val if read else None)
+        if cfg.time_limit_s is not None and time.perf_counter() - t0 > cfg.time_limit_s:
+            raise TrialError(f"trial exceeded its time limit of {cfg.time_limit_s:g} s at step {step}/{total}")
+        if step % steps_per_epoch == 0:
+            for h in hooks:
+                h.on_epoch(step // steps_per_epoch, loss_val)
+            model.train(not cfg.freeze_bn)
+    return {"steps": total, "epochs": total / steps_per_epoch, "train_time_s": time.perf_counter() - t0, "loss": loss_val}
