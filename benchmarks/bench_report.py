@@ -12,7 +12,7 @@ Measured:
     off-screen views (they are drawn when scrolled near), to select a trial and to sort;
   * baseline in the same run: optuna.visualization.plot_pareto_front of the same trials
     (HTML with plotly.js inline), build time and load until its plot is drawn;
-  * nasmt.results.pareto_mask (O(n log n) for 2 objectives) vs an O(n^2) all-pairs check
+  * nasmt.run.pareto_mask (O(n log n) for 2 objectives) vs an O(n^2) all-pairs check
     on the same points, 10k and 100k (the 100k naive time is extrapolated from a
     sample of rows, and marked so).
 
@@ -37,9 +37,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nasmt.report import write_report  # noqa: E402
-from nasmt.run import pareto_mask, pareto_mask_naive  # noqa: E402
 from nasmt.data.suite import load_suite  # noqa: E402
+from nasmt.report import write_report  # noqa: E402
+from nasmt.run import RUN_FILE, TRIALS_FILE, TrialStatus, pareto_mask, pareto_mask_naive, read_trials  # noqa: E402
 
 SUITE = ROOT / "tests" / "data" / "mm_small.toml"
 GRAMMAR = ROOT / "search_spaces" / "conv.grammar"
@@ -90,7 +90,7 @@ def synthetic_trial(number: int, rng) -> dict:
             "hash": hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:16]}
     u = rng.random()
     if u < 0.05:
-        return {"number": number, "status": "failed", "spec": spec, "error": "out of memory: CUDA out of memory (synthetic)",
+        return {"number": number, "status": TrialStatus.FAILED.value, "spec": spec, "error": "out of memory: CUDA out of memory (synthetic)",
                 "timings": {"total_s": float(rng.random() * 3)}}
     params = int(np.exp(rng.uniform(np.log(2e3), np.log(3e5))))
     left = float(np.clip(0.9 - 0.08 * np.log10(params) + rng.normal(0, 0.05), 0.02, 0.95))
@@ -101,9 +101,9 @@ def synthetic_trial(number: int, rng) -> dict:
         "mean_error": (left + right) / 2,
     }
     if u < 0.08:
-        return {"number": number, "status": "stopped", "spec": spec, "error": "stopped early by the scheduler",
+        return {"number": number, "status": TrialStatus.STOPPED.value, "spec": spec, "error": "stopped early by the scheduler",
                 "metrics": {"mean_error": metrics["mean_error"]}}
-    return {"number": number, "status": "complete", "spec": spec, "metrics": metrics, "error": None,
+    return {"number": number, "status": TrialStatus.COMPLETE.value, "spec": spec, "metrics": metrics, "error": None,
             "timings": {"total_s": float(rng.uniform(2, 20))}}
 
 
@@ -116,9 +116,9 @@ def make_run(out: Path, n: int, seed: int = 0) -> Path:
         "objectives": [{"name": "mean_error", "direction": "min"}, {"name": "params", "direction": "min"}],
         "config": {"sampler": "synthetic", "trials": n, "seed": seed},
     }
-    (out / "run.json").write_text(json.dumps(run, indent=1))
+    (out / RUN_FILE).write_text(json.dumps(run, indent=1))
     rng = np.random.default_rng(seed)
-    with open(out / "trials.jsonl", "w") as f:
+    with open(out / TRIALS_FILE, "w") as f:
         for i in range(n):
             f.write(json.dumps(synthetic_trial(i, rng), sort_keys=True) + "\n")
     return out
@@ -128,12 +128,10 @@ def optuna_baseline_html(run_dir: Path, out: Path) -> Path:
     """optuna.visualization.plot_pareto_front of the same complete trials, plotly.js inline."""
     import optuna
 
-    from nasmt.run import read_trials
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=["minimize", "minimize"])
-    trials = [t for t in read_trials(run_dir) if t["status"] == "complete"]
-    study.add_trials([optuna.trial.create_trial(values=[t["metrics"]["mean_error"], t["metrics"]["params"]])
+    trials = [t for t in read_trials(run_dir) if t.status == TrialStatus.COMPLETE]
+    study.add_trials([optuna.trial.create_trial(values=[t.metrics["mean_error"], t.metrics["params"]])
                       for t in trials])
     fig = optuna.visualization.plot_pareto_front(study)
     fig.write_html(str(out), include_plotlyjs=True, full_html=True)

@@ -156,7 +156,7 @@ def test_torn_last_line_is_skipped_with_a_warning(tmp_path):
     )
     with pytest.warns(UserWarning, match=r"trials.jsonl:3: torn last record"):
         trials = read_trials(tmp_path)
-    assert [t["number"] for t in trials] == [0, 1]
+    assert [t.number for t in trials] == [0, 1]
 
 
 def test_corrupt_middle_line_is_refused(tmp_path):
@@ -173,4 +173,4 @@ def test_last_record_per_number_wins(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         trials = read_trials(tmp_path)
-    assert [(t["number"], t["status"]) for t in trials] == [(0, "complete"), (1, "complete")]
+    assert [(t.number, t.status.value) for t in trials] == [(0, "complete"), (1, "complete")]

@@ -8,7 +8,7 @@ from nasmt.errors import GrammarError
 from nasmt.space.grammar import load_grammar, parse_grammar
 from nasmt.space.validate import check_compatible
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.grammar"))
 
 GOOD = """\
