@@ -20,9 +20,13 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from nasmt.errors import UserError
-from nasmt.report import build_payload, load_runs, payload_json, plotly_js, render_html, resolve_objectives, run_version
+from nasmt.report.load import load_runs, resolve_objectives
+from nasmt.report.page import build_payload, payload_json, plotly_js, render_html, run_version
 
 PLOTLY_ROUTE = "/static/plotly.min.js"
+DEFAULT_HOST = "127.0.0.1"  # this machine only: the page shows file paths and grammar text
+DEFAULT_PORT = 8765
+SHUTDOWN_POLL_S = 0.5  # how often serve_forever checks for shutdown (Ctrl-C latency)
 
 
 class DashboardData:
@@ -30,7 +34,6 @@ class DashboardData:
 
     def __init__(self, runs: list[Path], objectives: str | None = None):
         self.paths = [Path(r) for r in runs]
-        self.objectives_text = objectives
         self._lock = threading.Lock()
         self._version = None
         self._json = None
@@ -52,86 +55,87 @@ class DashboardData:
             if now != self._version:
                 try:
                     self._build(now)
-                except UserError as e:  # a run dir vanished mid-serve: keep the last good data
+                except UserError as e:  # a run dir vanished or went bad mid-serve: keep the last good data
                     print(f"nasmt dashboard: {e}", file=sys.stderr, flush=True)
             return self._version, self._json, self._payload
 
 
-def _handler(data: DashboardData):
-    plotly_bytes = {}
+# bodies smaller than this are sent as they are (gzip's header and the CPU are not worth it)
+GZIP_MIN_BYTES = 4096
+GZIP_LEVEL = 5  # JSON and plotly.js compress ~5x at this level; higher levels gain little and cost CPU per poll
+PLOTLY_MAX_AGE_S = 86400  # plotly.js only changes with the installed package: a day of browser caching
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "nasmt-dashboard"
-        sys_version = ""
 
-        def log_message(self, fmt, *args):  # quiet: no line per poll
-            pass
+class _Handler(BaseHTTPRequestHandler):
+    """The routes; `data` (a DashboardData) is set on a subclass by `make_server`."""
 
-        def _send(self, status, body: bytes, ctype: str, cache: str = "no-store", gzip_ok: bool = False):
-            if gzip_ok and len(body) > 4096 and "gzip" in (self.headers.get("Accept-Encoding") or ""):
-                body = gzip.compress(body, compresslevel=5)
-                enc = True
-            else:
-                enc = False
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", cache)
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("Referrer-Policy", "no-referrer")
-            if enc:
-                self.send_header("Content-Encoding", "gzip")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
+    data: DashboardData
+    server_version = "nasmt-dashboard"
+    sys_version = ""
+    _plotly: bytes | None = None  # plotly.js, read once per process
 
-        def _not_found(self):
-            self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
+    def log_message(self, fmt, *args):  # quiet: no line per poll
+        pass
 
-        def do_HEAD(self):
-            self.do_GET()
+    def _send(self, status, body: bytes, ctype: str, cache: str = "no-store", gzip_ok: bool = False):
+        enc = gzip_ok and len(body) > GZIP_MIN_BYTES and "gzip" in (self.headers.get("Accept-Encoding") or "")
+        if enc:
+            body = gzip.compress(body, compresslevel=GZIP_LEVEL)
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", cache)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        if enc:
+            self.send_header("Content-Encoding", "gzip")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
-        def do_GET(self):
-            raw = self.path
-            parts = urlsplit(raw)
-            path = parts.path
-            # exact routes only: no normalization, so `..`, `%2e%2e` and `//` never match
-            if path in ("/", "/index.html"):
-                version, _, payload = data.current()
-                page = render_html(payload, plotly_src=PLOTLY_ROUTE).encode("utf-8")
-                self._send(HTTPStatus.OK, page, "text/html; charset=utf-8", gzip_ok=True)
-            elif path == "/api/data":
-                version, body, _ = data.current()
-                q = parse_qs(parts.query)
-                if q.get("v", [None])[0] == version:
-                    self.send_response(HTTPStatus.NO_CONTENT)
-                    self.send_header("Cache-Control", "no-store")
-                    self.end_headers()
-                    return
-                self._send(HTTPStatus.OK, body, "application/json; charset=utf-8", gzip_ok=True)
-            elif path == PLOTLY_ROUTE:
-                if "js" not in plotly_bytes:
-                    plotly_bytes["js"] = plotly_js().encode("utf-8")
-                self._send(HTTPStatus.OK, plotly_bytes["js"], "text/javascript; charset=utf-8",
-                           cache="max-age=86400", gzip_ok=True)
-            else:
-                self._not_found()
+    def _not_found(self):
+        self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
 
-        def do_POST(self):
+    def do_HEAD(self):
+        self.do_GET()
+
+    def do_GET(self):
+        parts = urlsplit(self.path)
+        path = parts.path
+        # exact routes only: no normalization, so `..`, `%2e%2e` and `//` never match
+        if path in ("/", "/index.html"):
+            _, _, payload = self.data.current()
+            page = render_html(payload, plotly_src=PLOTLY_ROUTE).encode("utf-8")
+            self._send(HTTPStatus.OK, page, "text/html; charset=utf-8", gzip_ok=True)
+        elif path == "/api/data":
+            version, body, _ = self.data.current()
+            if parse_qs(parts.query).get("v", [None])[0] == version:
+                self.send_response(HTTPStatus.NO_CONTENT)
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                return
+            self._send(HTTPStatus.OK, body, "application/json; charset=utf-8", gzip_ok=True)
+        elif path == PLOTLY_ROUTE:
+            if _Handler._plotly is None:
+                _Handler._plotly = plotly_js().encode("utf-8")
+            self._send(HTTPStatus.OK, _Handler._plotly, "text/javascript; charset=utf-8",
+                       cache=f"max-age={PLOTLY_MAX_AGE_S}", gzip_ok=True)
+        else:
             self._not_found()
 
-    return Handler
+    def do_POST(self):
+        self._not_found()
 
 
-def make_server(runs: list[Path], host: str = "127.0.0.1", port: int = 8765, objectives: str | None = None) -> ThreadingHTTPServer:
+def make_server(runs: list[Path], host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                objectives: str | None = None) -> ThreadingHTTPServer:
     """The dashboard HTTP server (not yet serving). Port 0 picks a free port."""
     data = DashboardData(runs, objectives)
     try:
-        srv = ThreadingHTTPServer((host, int(port)), _handler(data))
+        srv = ThreadingHTTPServer((host, int(port)), type("Handler", (_Handler,), {"data": data}))
     except OSError as e:
         raise UserError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror or e})") from None
     srv.daemon_threads = True
-    srv.data = data
     return srv
 
 
@@ -141,7 +145,7 @@ def url_of(srv: ThreadingHTTPServer) -> str:
     return f"http://{shown}:{port}/"
 
 
-def serve(runs: list[Path], host: str = "127.0.0.1", port: int = 8765, objectives: str | None = None,
+def serve(runs: list[Path], host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, objectives: str | None = None,
           open_browser: bool = False) -> None:
     """Serve the live dashboard of `runs` until interrupted (Ctrl-C)."""
     srv = make_server(runs, host=host, port=port, objectives=objectives)
@@ -152,7 +156,7 @@ def serve(runs: list[Path], host: str = "127.0.0.1", port: int = 8765, objective
 
         webbrowser.open(url)
     try:
-        srv.serve_forever(poll_interval=0.5)
+        srv.serve_forever(poll_interval=SHUTDOWN_POLL_S)
     except KeyboardInterrupt:
         pass
     finally:

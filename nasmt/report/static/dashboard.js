@@ -7,8 +7,11 @@
   var D = null;          // current payload
   var sel = null;        // selected global row index
   var bound = {};        // plot ids with click handlers attached
-  var PAGE = 200;
-  var T = { sortCol: 1, sortDir: 1, filter: '', status: 'all', page: 0, order: [], search: null };
+  var PAGE = 200;        // table rows in the DOM at a time (10k rows would make every redraw slow)
+  var POLL_MS = 2500;    // live mode: how often to ask /api/data for a new version (a 204 costs a stat())
+  var NEAR_PX = 300;     // lazy views are drawn once they come this close to the viewport
+  var C = {};            // table column key -> index in a row (rows are read by key only)
+  var T = { sortKey: 'number', sortDir: 1, filter: '', status: 'all', page: 0, order: [], search: null };
   var CONFIG = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ['sendDataToCloud', 'lasso2d'] };
 
   function esc(s) {
@@ -33,13 +36,13 @@
     if (a >= 1) return v.toFixed(3);
     return v.toPrecision(4);
   }
-  function col(key) {
-    var cs = D.table.columns;
-    for (var i = 0; i < cs.length; i++) if (cs[i].key === key) return i;
-    return -1;
+  function indexColumns() {
+    C = {};
+    D.table.columns.forEach(function (c, i) { C[c.key] = i; });
   }
   function row(g) { return D.table.rows[g]; }
-  function runOf(g) { return D.runs[row(g)[0]]; }
+  function runOf(g) { return D.runs[row(g)[C.run]]; }
+  function objValue(rw, j) { return rw[C[D.objectives[j].name]]; }
 
   // ------------------------------------------------------------------ header and cards
   function renderHeader() {
@@ -58,12 +61,11 @@
     card(fmt(nc), 'complete');
     card(fmt(nf) + ' / ' + fmt(ns), 'failed / stopped');
     card(fmt(front), 'on the Pareto front');
-    var oc = D.table.obj_cols;
     D.objectives.forEach(function (o, j) {
       var best = null;
       D.table.rows.forEach(function (rw) {
-        var v = rw[oc[j]];
-        if (rw[2] !== 'complete' || v === null) return;
+        var v = objValue(rw, j);
+        if (rw[C.status] !== 'complete' || v === null) return;
         if (best === null || (o.direction === 'min' ? v < best : v > best)) best = v;
       });
       card(best === null ? '–' : fmt(best), 'best ' + o.label + (o.direction === 'min' ? ' ↓' : ' ↑'));
@@ -101,7 +103,7 @@
   }
   function near(div) {
     var r = div.getBoundingClientRect(), h = window.innerHeight || 800;
-    return r.bottom > -300 && r.top < h + 300;
+    return r.bottom > -NEAR_PX && r.top < h + NEAR_PX;
   }
   function drawVisible() {
     LAZY.forEach(function (k) { if (pending[k] && near($('plot-' + k))) drawFigure(k); });
@@ -127,11 +129,11 @@
   function markPareto(g) {
     var gd = $('plot-pareto'), i = selectedTraceIndex();
     if (i < 0) return;
-    var rw = g === null ? null : row(g), oc = D.table.obj_cols, dims = D.pareto_dims;
+    var rw = g === null ? null : row(g), dims = D.pareto_dims;
     var xs = [], ys = [], zs = [];
-    if (rw && oc.every(function (c, j) { return j >= dims || rw[c] !== null; })) {
-      if (dims === 1) { xs = [rw[1]]; ys = [rw[oc[0]]]; }
-      else { xs = [rw[oc[0]]]; ys = [rw[oc[1]]]; if (dims >= 3) zs = [rw[oc[2]]]; }
+    if (rw && D.objectives.every(function (o, j) { return j >= dims || objValue(rw, j) !== null; })) {
+      if (dims === 1) { xs = [rw[C.number]]; ys = [objValue(rw, 0)]; }
+      else { xs = [objValue(rw, 0)]; ys = [objValue(rw, 1)]; if (dims >= 3) zs = [objValue(rw, 2)]; }
     }
     var upd = { x: [xs], y: [ys] };
     if (dims >= 3) upd.z = [zs];
@@ -206,7 +208,7 @@
     var px = Math.min(150, width / (xr[1] - xr[0]));
     var fs = Math.max(7, Math.min(11, px * 0.085));
     ann.forEach(function (a) { if (a.xref !== 'paper') a.font.size = fs; });
-    div.style.height = Math.round((yr[1] - yr[0]) * px * (fs / 10 > 1 ? 1 : 1) + 26) + 'px';
+    div.style.height = Math.round((yr[1] - yr[0]) * px + 26) + 'px';
     Plotly.react(div, [], {
       shapes: shapes, annotations: ann, margin: { l: 0, r: 0, t: 22, b: 4 }, showlegend: false,
       xaxis: { visible: false, range: xr }, yaxis: { visible: false, range: yr },
@@ -217,7 +219,7 @@
 
   // ------------------------------------------------------------------ selection
   function exportCommand(g) {
-    var r = runOf(g), n = row(g)[1];
+    var r = runOf(g), n = row(g)[C.number];
     return r.export[0] + n + r.export[1] + n;
   }
 
@@ -230,21 +232,21 @@
       $('sel-title').textContent = 'Selected trial'; $('export-cmd').textContent = ''; drawArch(null); return;
     }
     var rw = row(g), r = runOf(g), cols = D.table.columns;
-    $('sel-title').textContent = 'Trial ' + rw[1] + (D.runs.length > 1 ? ' · ' + r.name : '');
+    $('sel-title').textContent = 'Trial ' + rw[C.number] + (D.runs.length > 1 ? ' · ' + r.name : '');
     var st = $('sel-status');
-    var front = rw[3] === 1;
-    st.textContent = front ? 'Pareto front' : rw[2];
-    st.className = 'badge ' + (front ? 'front' : rw[2]);
+    var front = rw[C.front] === 1;
+    st.textContent = front ? 'Pareto front' : rw[C.status];
+    st.className = 'badge ' + (front ? 'front' : rw[C.status]);
     cols.forEach(function (c, i) {
       if (c.type !== 'num' || rw[i] === null) return;
       var d = el('div'); d.appendChild(el('span', 'k', c.label));
       d.appendChild(el('span', 'v' + (c.objective ? ' obj' : ''), fmt(rw[i]))); m.appendChild(d);
     });
     $('export-cmd').textContent = exportCommand(g);
-    document.body.dataset.selectedTrial = String(rw[1]);
-    var err = rw[col('error')], eb = $('sel-error');
+    document.body.dataset.selectedTrial = String(rw[C.number]);
+    var err = rw[C.error], eb = $('sel-error');
     if (err) { eb.hidden = false; eb.textContent = err; } else { eb.hidden = true; eb.textContent = ''; }
-    var hash = rw[col('hash')];
+    var hash = rw[C.hash];
     $('arch-hash').textContent = hash ? '[' + hash + ']' : '';
     drawArch(hash ? D.archs[hash] : null);
     markPareto(g);
@@ -270,11 +272,11 @@
     var rows = D.table.rows, n = rows.length, out = [], f = T.filter.toLowerCase(), s = T.status;
     for (var g = 0; g < n; g++) {
       var rw = rows[g];
-      if (s === 'front' ? rw[3] !== 1 : (s !== 'all' && rw[2] !== s)) continue;
+      if (s === 'front' ? rw[C.front] !== 1 : (s !== 'all' && rw[C.status] !== s)) continue;
       if (f && rowText(g).indexOf(f) < 0) continue;
       out.push(g);
     }
-    var c = T.sortCol, d = T.sortDir, type = D.table.columns[c].type;
+    var c = C[T.sortKey], d = T.sortDir, type = D.table.columns[c].type;
     out.sort(function (a, b) {
       var va = rows[a][c], vb = rows[b][c];
       if (type === 'run') { va = D.runs[va].name; vb = D.runs[vb].name; }
@@ -290,13 +292,13 @@
   function renderHead() {
     var thead = $('trial-table').tHead; clear(thead);
     var tr = el('tr');
-    D.table.columns.forEach(function (c, i) {
+    D.table.columns.forEach(function (c) {
       if (c.type === 'run' && D.runs.length < 2) return;
       var th = el('th', c.objective ? 'obj' : '', c.label);
-      if (i === T.sortCol) th.classList.add(T.sortDir > 0 ? 'sorted-asc' : 'sorted-desc');
+      if (c.key === T.sortKey) th.classList.add(T.sortDir > 0 ? 'sorted-asc' : 'sorted-desc');
       th.title = 'sort by ' + c.label;
       th.addEventListener('click', function () {
-        if (T.sortCol === i) T.sortDir = -T.sortDir; else { T.sortCol = i; T.sortDir = 1; }
+        if (T.sortKey === c.key) T.sortDir = -T.sortDir; else { T.sortKey = c.key; T.sortDir = 1; }
         T.page = 0; computeOrder(); renderHead(); renderBody();
       });
       tr.appendChild(th);
@@ -311,8 +313,8 @@
     var start = T.page * PAGE, end = Math.min(n, start + PAGE);
     var cols = D.table.columns, frag = document.createDocumentFragment();
     for (var k = start; k < end; k++) {
-      var g = T.order[k], rw = row(g), tr = el('tr', rw[2]);
-      tr.dataset.g = String(g); tr.dataset.trial = String(rw[1]);
+      var g = T.order[k], rw = row(g), tr = el('tr', rw[C.status]);
+      tr.dataset.g = String(g); tr.dataset.trial = String(rw[C.number]);
       if (g === sel) tr.classList.add('sel');
       for (var i = 0; i < cols.length; i++) {
         var c = cols[i], v = rw[i], td;
@@ -397,7 +399,8 @@
   function render(p) {
     var keep = sel;
     D = p; T.search = null;
-    if (T.sortCol >= D.table.columns.length) T.sortCol = 1;
+    indexColumns();
+    if (C[T.sortKey] === undefined) T.sortKey = 'number';
     renderHeader();
     renderFigures();
     computeOrder(); renderHead(); renderBody();
@@ -430,11 +433,11 @@
     if (D.mode === 'live') {
       $('live').hidden = false;
       $('live-text').textContent = 'live · ' + fmt(D.table.rows.length) + ' trials';
-      setInterval(poll, 2500);
+      setInterval(poll, POLL_MS);
     }
     window.nasmtReadyAt = performance.now();
     document.body.dataset.ready = '1';
   }
-  window.nasmt = { select: select, drawAll: drawAll, state: function () { return { selected: sel, version: D && D.version }; } };
+  window.nasmt = { select: select, drawAll: drawAll };  // for tests and benchmarks/bench_report.py
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start); else start();
 })();

@@ -1,0 +1,251 @@
+"""The Pareto view: every complete or stopped trial in objective space (first 2 or 3
+objectives; one objective: value per trial), front points emphasized with the 2-D
+attainment staircase, dominated points faded, hard budgets shaded, and predicted ->
+measured latency pairs joined."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from nasmt.report.load import ReportContext
+from nasmt.report.style import (
+    ALERT,
+    GL_THRESHOLD,
+    MUTED,
+    STOPPED_COLOR,
+    arrow,
+    empty_note,
+    esc,
+    log_axis,
+    rounded,
+    run_color,
+    run_symbol,
+    style,
+)
+from nasmt.run import Objective, TrialStatus
+
+MAX_PARETO_DIMS = 3  # a 3-D scatter is the most a page can show; further objectives are listed only
+# a budget's shaded region reaches this far past the larger of the budget and the worst value
+BUDGET_REGION_MARGIN = 1.15
+
+
+class _ParetoRun(NamedTuple):
+    name: str
+    g: np.ndarray  # global row index (the table row) of each point
+    number: np.ndarray  # trial numbers
+    values: np.ndarray  # (n, k) raw objective values
+    front: np.ndarray  # on the run's Pareto front
+    stopped: np.ndarray  # stopped early (the rest are complete)
+    counterparts: list[tuple[int, dict[int, float]]]  # (point index, {objective index: counterpart value})
+
+
+class _Budget(NamedTuple):
+    axis: int  # objective index
+    value: float
+    key: str  # config key in run.json (max_bytes, max_latency_ms)
+    run: str  # the run whose config sets it
+
+
+class _ParetoInfo(NamedTuple):
+    objectives: list[Objective]
+    labels: list[str]
+    runs: list[_ParetoRun]
+    budgets: list[_Budget]
+
+
+def _run_points(ctx: ReportContext, ri: int, g0: int) -> _ParetoRun:
+    r, objs = ctx.runs[ri], ctx.objectives
+    gs, nums, vals, front, stopped, pairs = [], [], [], [], [], []
+    for gi, t in enumerate(r.trials, start=g0):
+        if t.status not in (TrialStatus.COMPLETE, TrialStatus.STOPPED):
+            continue
+        v = [rounded(t.value(o.name)) for o in objs]
+        if any(x is None for x in v):
+            continue
+        gs.append(gi)
+        nums.append(t.number)
+        vals.append(v)
+        front.append(ctx.on_front(ri, t))
+        stopped.append(t.status == TrialStatus.STOPPED)
+        pair = {j: rounded(t.value(o.counterpart)) for j, o in enumerate(objs) if o.counterpart}
+        pair = {j: v for j, v in pair.items() if v is not None}
+        if pair:
+            pairs.append((len(vals) - 1, pair))
+    return _ParetoRun(
+        r.name, np.array(gs, dtype=np.int64), np.array(nums, dtype=np.int64),
+        np.array(vals, dtype=float).reshape(len(vals), len(objs)), np.array(front, dtype=bool),
+        np.array(stopped, dtype=bool), pairs,
+    )
+
+
+def _budgets(ctx: ReportContext) -> list[_Budget]:
+    """Per budgeted objective, the first run whose config sets a positive budget."""
+    out = []
+    for j, o in enumerate(ctx.objectives):
+        if not o.budget_key:
+            continue
+        for r in ctx.runs:
+            val = rounded(r.config.get(o.budget_key))
+            if val is not None and val > 0:
+                out.append(_Budget(j, float(val), o.budget_key, r.name))
+                break
+    return out
+
+
+def get_pareto_info(ctx: ReportContext) -> _ParetoInfo:
+    """Points of every complete or stopped trial with all objective values (rounded as
+    the page shows them), front flags from the context, budget lines from run.json's
+    config and predicted <-> measured counterpart values."""
+    runs, g = [], 0
+    for ri, r in enumerate(ctx.runs):
+        runs.append(_run_points(ctx, ri, g))
+        g += len(r.trials)
+    return _ParetoInfo(list(ctx.objectives), [ctx.label(o.name) for o in ctx.objectives], runs, _budgets(ctx))
+
+
+def front_staircase(values: np.ndarray, objectives: list[Objective]) -> np.ndarray:
+    """Corner points of the 2-D attainment staircase through front points (raw values)."""
+    if len(values) == 0:
+        return np.zeros((0, 2))
+    sign = np.array([o.sign for o in objectives[:2]])
+    mins = values[:, :2] * sign
+    order = np.lexsort((mins[:, 1], mins[:, 0]))
+    pts = values[order, :2]
+    out = [pts[0]]
+    for p in pts[1:]:
+        out.append(np.array([p[0], out[-1][1]]))
+        out.append(p)
+    return np.array(out)
+
+
+# ----------------------------------------------------------------------------- figure
+
+
+def _hover(labels: list[str], dims: int) -> str:
+    parts = ["<b>trial %{customdata[1]}</b>"]
+    if dims > 1:
+        parts += [f"{lab}: %{{{ax}}}" for ax, lab in zip("xyz", labels)]
+    else:
+        parts.append(f"{labels[0]}: %{{y}}")
+    return "<br>".join(parts)
+
+
+def _point_traces(go, ri: int, r: _ParetoRun, dims: int, labels: list[str], total: int, single: bool) -> list:
+    rname = esc(r.name)
+    V = r.values
+    groups = [
+        ("front", r.front, dict(size=11, opacity=1.0, line=dict(width=1.2, color="white"))),
+        ("dominated", ~r.front & ~r.stopped, dict(size=7, opacity=0.28, line=dict(width=0))),
+        ("stopped", r.stopped, dict(size=7, opacity=0.35, line=dict(width=1, color=MUTED))),
+    ]
+    out = []
+    for gname, m, mk in groups:
+        if not m.any():
+            continue
+        stopped = gname == "stopped"
+        marker = dict(color=STOPPED_COLOR if stopped else run_color(ri), symbol="x" if stopped else run_symbol(ri), **mk)
+        common = dict(mode="markers", name=gname if single else f"{rname} · {gname}", marker=marker, legendgroup=rname,
+                      customdata=np.stack([r.g[m], r.number[m]], axis=1).tolist(),
+                      hovertemplate=_hover(labels, dims) + f"<extra>{rname}</extra>")
+        if dims >= 3:
+            marker["size"] = max(3, marker["size"] - 4)  # 3-D markers read larger
+            out.append(go.Scatter3d(x=V[m, 0], y=V[m, 1], z=V[m, 2], **common))
+        else:
+            x, y = (V[m, 0], V[m, 1]) if dims == 2 else (r.number[m], V[m, 0])
+            out.append((go.Scattergl if total > GL_THRESHOLD else go.Scatter)(x=x, y=y, **common))
+    return out
+
+
+def _front_and_latency_traces(go, ri: int, r: _ParetoRun, objectives: list[Objective], single: bool) -> list:
+    """2-D only: the front's staircase, and each predicted cost joined to its measurement."""
+    rname, out = esc(r.name), []
+    if r.front.any():
+        stair = front_staircase(r.values[r.front], objectives)
+        out.append(go.Scatter(x=stair[:, 0], y=stair[:, 1], mode="lines", hoverinfo="skip", showlegend=False,
+                              line=dict(color=run_color(ri), width=1.5, dash="dot"), legendgroup=rname))
+    if r.counterparts:
+        xs, ys, px, py = [], [], [], []
+        for pi, pair in r.counterparts:
+            x0, y0 = r.values[pi, 0], r.values[pi, 1]
+            x1, y1 = pair.get(0, x0), pair.get(1, y0)
+            xs += [x0, x1, None]
+            ys += [y0, y1, None]
+            px.append(x1)
+            py.append(y1)
+        out.append(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=MUTED, width=1), hoverinfo="skip",
+                              showlegend=False, legendgroup=rname))
+        out.append(go.Scatter(x=px, y=py, mode="markers", name="predicted cost" if single else f"{rname} · predicted",
+                              marker=dict(symbol="circle-open", size=8, color="#495057"), legendgroup=rname,
+                              hovertemplate="predicted<br>%{x}, %{y}<extra></extra>"))
+    return out
+
+
+def _selection_trace(go, dims: int):
+    """The selected trial's ring (empty here: the page moves it)."""
+    sel = dict(mode="markers", name="selected", showlegend=False, hoverinfo="skip",
+               marker=dict(size=20, color="rgba(0,0,0,0)", line=dict(width=3, color=ALERT), symbol="circle"))
+    if dims >= 3:
+        sel["marker"]["size"] = 10
+        return go.Scatter3d(x=[], y=[], z=[], **sel)
+    return go.Scatter(x=[], y=[], **sel)
+
+
+def _budget_shapes(budgets: list[_Budget], all_vals: np.ndarray) -> list[dict]:
+    """2-D only: the over-budget region shaded, the budget a dashed line."""
+    shapes = []
+    for b in budgets:
+        if b.axis > 1:
+            continue
+        col = all_vals[:, b.axis] if len(all_vals) else np.array([b.value])
+        far = max(float(np.nanmax(col)), b.value) * BUDGET_REGION_MARGIN
+        rect = dict(type="rect", line=dict(width=0), fillcolor="rgba(240,62,62,0.08)", layer="below")
+        line = dict(type="line", line=dict(color=ALERT, width=1.5, dash="dash"),
+                    label=dict(text=esc(f"budget {b.key} = {b.value:g}"), font=dict(size=11, color="#c92a2a"),
+                               textposition="end"))
+        if b.axis == 0:
+            shapes.append(rect | dict(xref="x", yref="paper", x0=b.value, x1=far, y0=0, y1=1))
+            shapes.append(line | dict(xref="x", yref="paper", x0=b.value, x1=b.value, y0=0, y1=1))
+        else:
+            shapes.append(rect | dict(xref="paper", yref="y", y0=b.value, y1=far, x0=0, x1=1))
+            shapes.append(line | dict(xref="paper", yref="y", y0=b.value, y1=b.value, x0=0, x1=1))
+    return shapes
+
+
+def _axes(info: _ParetoInfo, dims: int, all_vals: np.ndarray, labels: list[str]) -> dict:
+    objs = info.objectives
+    kind = ["log" if log_axis(all_vals[:, j]) else "linear" for j in range(min(dims, all_vals.shape[1]))]
+    if dims >= 3:
+        return {"scene": {f"{ax}axis": dict(title=dict(text=labels[j]), type=kind[j]) for j, ax in enumerate("xyz")}}
+    if dims == 2:
+        return {f"{ax}axis": dict(title=dict(text=f"{labels[j]} {arrow(objs[j])}"), type=kind[j]) for j, ax in enumerate("xy")}
+    return {"xaxis": dict(title=dict(text="trial")), "yaxis": dict(title=dict(text=f"{labels[0]} {arrow(objs[0])}"))}
+
+
+def pareto_figure(info: _ParetoInfo):
+    import plotly.graph_objects as go
+
+    k = len(info.objectives)
+    dims = min(k, MAX_PARETO_DIMS)
+    labels = [esc(lab) for lab in info.labels]
+    total = sum(len(r.number) for r in info.runs)
+    single = len(info.runs) == 1
+    all_vals = np.vstack([r.values for r in info.runs]) if total else np.zeros((0, k))
+    fig = go.Figure()
+    for ri, r in enumerate(info.runs):
+        fig.add_traces(_point_traces(go, ri, r, dims, labels, total, single))
+        if dims == 2:
+            fig.add_traces(_front_and_latency_traces(go, ri, r, info.objectives, single))
+    fig.add_trace(_selection_trace(go, dims))
+    layout = dict(margin=dict(l=70, r=20, t=30, b=60), hovermode="closest", legend=dict(orientation="h", y=1.08, x=0),
+                  uirevision="pareto", **_axes(info, dims, all_vals, labels))
+    shapes = _budget_shapes(info.budgets, all_vals) if dims == 2 else []
+    if shapes:
+        layout["shapes"] = shapes
+    if total == 0:
+        layout["annotations"] = [empty_note("no complete trial with every objective yet")]
+    if k > MAX_PARETO_DIMS:
+        layout["title"] = dict(text=f"first {MAX_PARETO_DIMS} of {k} objectives shown", font=dict(size=12))
+    fig.update_layout(**layout)
+    return style(fig)
