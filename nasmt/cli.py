@@ -168,7 +168,7 @@ def cmd_dashboard(a):
 
     if not 1 <= a.port <= 65535:
         raise UserError(f"--port: must be between 1 and 65535 (got {a.port})")
-    serve([Path(r) for r in a.runs], host=a.host, port=a.port, objectives=a.objectives, open_browser=False)
+    serve([Path(r) for r in a.runs], host=a.host, port=a.port, objectives=a.objectives)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -145,16 +145,11 @@ def url_of(srv: ThreadingHTTPServer) -> str:
     return f"http://{shown}:{port}/"
 
 
-def serve(runs: list[Path], host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, objectives: str | None = None,
-          open_browser: bool = False) -> None:
+def serve(runs: list[Path], host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, objectives: str | None = None) -> None:
     """Serve the live dashboard of `runs` until interrupted (Ctrl-C)."""
     srv = make_server(runs, host=host, port=port, objectives=objectives)
     url = url_of(srv)
     print(f"nasmt dashboard: serving {', '.join(str(r) for r in runs)} at {url}  (Ctrl-C to stop)", flush=True)
-    if open_browser:
-        import webbrowser
-
-        webbrowser.open(url)
     try:
         srv.serve_forever(poll_interval=SHUTDOWN_POLL_S)
     except KeyboardInterrupt:

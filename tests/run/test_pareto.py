@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 
 from nasmt.run import (
     Objective,
     TrialRecord,
     TrialStatus,
     hypervolume,
+    hypervolume_2d,
     hypervolume_history,
     knee_point,
     normalize,
@@ -64,3 +66,41 @@ def test_normalize_spans_zero_to_one():
 def test_pareto_mask_keeps_duplicates_of_front_points():
     P = np.array(list(itertools.product([0.0, 1.0], repeat=2)) + [[0.0, 0.0]])
     assert pareto_mask(P).tolist() == [True, False, False, False, True]
+
+
+def test_hypervolume_any_dimension():
+    ref = np.array([1.0, 1.0, 1.0])
+    assert hypervolume(np.array([[0.0, 0.0, 0.0]]), ref) == pytest.approx(1.0)
+    # two boxes overlapping in [0.5,1]^3 : 0.5 + 0.5 - 0.25
+    pts = np.array([[0.5, 0.0, 0.0], [0.0, 0.5, 0.5]])
+    assert hypervolume(pts, ref) == pytest.approx(0.5 + 0.25 - 0.125)
+    assert hypervolume(np.array([[2.0, 0.0, 0.0], [np.nan, 0, 0]]), ref) == 0.0
+    rng = np.random.default_rng(1)
+    P = rng.random((30, 2))
+    assert hypervolume(P, np.array([1.1, 1.1])) == pytest.approx(hypervolume_2d(P, np.array([1.1, 1.1])))
+    P3 = rng.random((25, 3))  # against Monte Carlo
+    X = rng.random((200_000, 3))
+    dom = np.zeros(len(X), bool)
+    for p in P3:
+        dom |= np.all(X >= p, axis=1)
+    assert hypervolume(P3, np.ones(3)) == pytest.approx(dom.mean(), abs=0.01)
+
+
+def test_hypervolume_history_equals_prefix_recomputation():
+    rng = np.random.default_rng(2)
+    for k in (2, 3):
+        P = rng.random((60, k))
+        P[5] = np.nan
+        P[7] = 2.0  # outside the reference box
+        ref = np.full(k, 1.1)
+        h = hypervolume_history(P, ref)
+        expect = [hypervolume(P[: i + 1], ref) for i in range(len(P))]
+        assert h == pytest.approx(expect)
+
+
+def test_pareto_mask_matches_naive():
+    rng = np.random.default_rng(3)
+    for k in (2, 3):
+        P = np.round(rng.random((300, k)) * 20)  # many ties and duplicates
+        P[10] = np.nan
+        assert pareto_mask(P).tolist() == pareto_mask_naive(P).tolist()
