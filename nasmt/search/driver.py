@@ -69,7 +69,9 @@ def init_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     kw = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
     if not address:
-        ray.init(include_dashboard=False, **kw)
+        # "local": always a fresh cluster of our own, never one named by RAY_ADDRESS or a
+        # (possibly stale) `ray_current_cluster` file in Ray's temp folder
+        ray.init(address="local", include_dashboard=False, **kw)
         return
     try:
         ray.init(address=address, **kw)

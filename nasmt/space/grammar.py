@@ -230,57 +230,57 @@ def parse_grammar(text: str, file: str = "<grammar>", name: str | None = None) -
     rules: dict[str, Rule] = {}
     for rname, raw_alts, line, col in raw_rules:
         if rname in rules:
-            r0 = rules[rname]
-            raise GrammarError(f"{file}:{line}:{col}: rule '{rname}' is defined twice (first at line {r0.line})")
-        alts = []
-        labels: dict[str, int] = {}
-        for items_raw, weight, aline, acol in raw_alts:
-            items = []
-            keys: dict[str, int] = {}
-            for atom, lo, hi, rep in items_raw:
-                if rep is not None:
-                    if lo > hi:
-                        raise GrammarError(f"{file}:{rep[2]}:{rep[3]}: repetition {{{lo},{hi}}}: lower bound exceeds upper bound")
-                    if hi == 0:
-                        raise GrammarError(f"{file}:{rep[2]}:{rep[3]}: repetition {{{lo},{hi}}} never produces anything")
-                    if hi > MAX_REPEAT:
-                        raise GrammarError(f"{file}:{rep[2]}:{rep[3]}: repetition upper bound {hi} exceeds {MAX_REPEAT}")
-                keys[atom.name] = keys.get(atom.name, 0) + 1
-                items.append((atom, lo, hi))
-            seen: dict[str, int] = {}
-            final = []
-            for atom, lo, hi in items:
-                key = atom.name
-                if keys[key] > 1:
-                    seen[key] = seen.get(key, 0) + 1
-                    key = f"{key}{seen[key]}"
-                final.append(Item(atom, lo, hi, key))
-            if not final:
-                aline, acol = (aline or line), (acol or col)
-                raise GrammarError(f"{file}:{aline}:{acol}: rule '{rname}' has an empty alternative (write identity() for 'nothing')")
-            w = None
-            if weight is not None:
-                w = float(weight[1])
-                if not w > 0:
-                    raise GrammarError(f"{file}:{weight[2]}:{weight[3]}: alternative weight must be positive (got {weight[1]})")
-            base = final[0].atom.name
-            labels[base] = labels.get(base, 0) + 1
-            alts.append([final, w, aline or final[0].atom.line, acol or final[0].atom.col, base])
-        counts: dict[str, int] = {}
-        for a in alts:
-            counts[a[4]] = counts.get(a[4], 0) + 1
-        seen_l: dict[str, int] = {}
-        done = []
-        for final, w, aline, acol, base in alts:
-            label = base
-            if counts[base] > 1:
-                seen_l[base] = seen_l.get(base, 0) + 1
-                label = f"{base}{seen_l[base]}"
-            done.append(Alt(tuple(final), w, label, aline, acol))
-        rules[rname] = Rule(rname, tuple(done), line, col)
+            raise GrammarError(f"{file}:{line}:{col}: rule '{rname}' is defined twice (first at line {rules[rname].line})")
+        rules[rname] = Rule(rname, _alts(file, rname, raw_alts, line, col), line, col)
     g = Grammar(name=name or Path(file).stem, rules=rules, file=file, text=text)
     validate(g)
     return g
+
+
+def _numbered(names: list[str]) -> list[str]:
+    """Names made unique in their list: a name used more than once gets 1, 2, ... appended."""
+    total = {n: names.count(n) for n in names}
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        if total[n] > 1:
+            seen[n] = seen.get(n, 0) + 1
+            n = f"{n}{seen[n]}"
+        out.append(n)
+    return out
+
+
+def _items(file: str, items_raw) -> list[Item]:
+    """Checked repetitions; each item keyed by its atom's name, numbered when repeated."""
+    for atom, lo, hi, rep in items_raw:
+        if rep is None:
+            continue
+        where = f"{file}:{rep[2]}:{rep[3]}: repetition"
+        if lo > hi:
+            raise GrammarError(f"{where} {{{lo},{hi}}}: lower bound exceeds upper bound")
+        if hi == 0:
+            raise GrammarError(f"{where} {{{lo},{hi}}} never produces anything")
+        if hi > MAX_REPEAT:
+            raise GrammarError(f"{where} upper bound {hi} exceeds {MAX_REPEAT}")
+    keys = _numbered([atom.name for atom, *_ in items_raw])
+    return [Item(atom, lo, hi, key) for (atom, lo, hi, _), key in zip(items_raw, keys)]
+
+
+def _alts(file: str, rname: str, raw_alts, line: int, col: int) -> tuple[Alt, ...]:
+    """A rule's alternatives, labelled by their first atom (numbered when shared)."""
+    alts = []
+    for items_raw, weight, aline, acol in raw_alts:
+        items = _items(file, items_raw)
+        if not items:
+            raise GrammarError(f"{file}:{aline or line}:{acol or col}: rule '{rname}' has an empty alternative (write identity() for 'nothing')")
+        w = None
+        if weight is not None:
+            w = float(weight[1])
+            if not w > 0:
+                raise GrammarError(f"{file}:{weight[2]}:{weight[3]}: alternative weight must be positive (got {weight[1]})")
+        alts.append((items, w, aline or items[0].atom.line, acol or items[0].atom.col))
+    labels = _numbered([items[0].atom.name for items, *_ in alts])
+    return tuple(Alt(tuple(items), w, label, al, ac) for (items, w, al, ac), label in zip(alts, labels))
 
 
 def load_grammar(path: str | Path) -> Grammar:

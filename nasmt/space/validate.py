@@ -25,21 +25,33 @@ def _ops(rule: Rule):
 
 
 def validate(g: Grammar) -> None:
+    """Every check, in the order a user fixes them; the first problem raises."""
     f = g.file
     if not g.rules:
         raise GrammarError(f"{f}:1:1: the grammar defines no rules (need at least 'trunk' and 'branch')")
     for req in ("trunk", "branch"):
         if req not in g.rules:
             raise GrammarError(f"{f}: missing required rule '{req}'")
-    # undefined references
+    _check_references(g)
+    _check_recursion(g)
+    _check_reachable(g)
+    for r in g.rules.values():
+        for it, op in _ops(r):
+            _check_op(g, r, it, op)
+    _check_special_rules(g)
+    _check_shapes(g)
+
+
+def _check_references(g: Grammar) -> None:
     for r in g.rules.values():
         for ref in _refs(r):
             if ref.name not in g.rules:
-                hint = ""
-                if ref.name in OPS:
-                    hint = f" (to use the op, write {ref.name}(...))"
-                raise GrammarError(f"{f}:{ref.line}:{ref.col}: undefined rule '{ref.name}'{hint}")
-    # recursion (cycles in the reference graph)
+                hint = f" (to use the op, write {ref.name}(...))" if ref.name in OPS else ""
+                raise GrammarError(f"{g.file}:{ref.line}:{ref.col}: undefined rule '{ref.name}'{hint}")
+
+
+def _check_recursion(g: Grammar) -> None:
+    """No cycles in the reference graph (bounded repetition instead)."""
     state: dict[str, int] = {}
 
     def visit(name: str, stack: list[str]):
@@ -48,7 +60,7 @@ def validate(g: Grammar) -> None:
             if state.get(ref.name) == 1:
                 cyc = stack[stack.index(ref.name):] + [ref.name] if ref.name in stack else [name, ref.name]
                 raise GrammarError(
-                    f"{f}:{ref.line}:{ref.col}: rule '{ref.name}' is recursive ({' -> '.join(cyc)}); use bounded repetition like {ref.name}{{1,4}}"
+                    f"{g.file}:{ref.line}:{ref.col}: rule '{ref.name}' is recursive ({' -> '.join(cyc)}); use bounded repetition like {ref.name}{{1,4}}"
                 )
             if state.get(ref.name) is None:
                 visit(ref.name, stack + [ref.name])
@@ -57,7 +69,10 @@ def validate(g: Grammar) -> None:
     for name in g.rules:
         if name not in state:
             visit(name, [name])
-    # unused rules
+
+
+def _check_reachable(g: Grammar) -> None:
+    """Every rule is used, and the special rules never refer to each other."""
     reach: set[str] = set()
     todo = [r for r in RESERVED if r in g.rules]
     while todo:
@@ -68,57 +83,61 @@ def validate(g: Grammar) -> None:
         todo.extend(ref.name for ref in _refs(g.rules[n]))
     for r in g.rules.values():
         if r.name not in reach:
-            raise GrammarError(f"{f}:{r.line}:{r.col}: rule '{r.name}' is never used (not reachable from trunk, branch or quant)")
-    for r in ("trunk", "branch", "quant"):
+            raise GrammarError(f"{g.file}:{r.line}:{r.col}: rule '{r.name}' is never used (not reachable from trunk, branch or quant)")
+    for r in RESERVED:
         if r in g.rules and any(ref.name in RESERVED for ref in _refs(g.rules[r])):
             ref = next(ref for ref in _refs(g.rules[r]) if ref.name in RESERVED)
-            raise GrammarError(f"{f}:{ref.line}:{ref.col}: rule '{r}' may not refer to the special rule '{ref.name}'")
-    # ops and parameters
-    for r in g.rules.values():
-        for it, op in _ops(r):
-            schema = OPS.get(op.name)
-            if schema is None:
-                hint = " (a rule of that name exists: drop the parentheses)" if op.name in g.rules else ""
-                raise GrammarError(
-                    f"{f}:{op.line}:{op.col}: unknown op '{op.name}'{hint} (known ops: {', '.join(sorted(OPS))})"
-                )
-            seen = set()
-            for p in op.params:
-                if p.name in seen:
-                    raise GrammarError(f"{f}:{p.line}:{p.col}: {op.name}: parameter '{p.name}' given twice")
-                seen.add(p.name)
-                ps = schema.params.get(p.name)
-                if ps is None:
-                    known = ", ".join(schema.params) or "none"
-                    raise GrammarError(f"{f}:{p.line}:{p.col}: {op.name}: unknown parameter '{p.name}' (takes: {known})")
-                if len(set(p.choices)) != len(p.choices):
-                    raise GrammarError(f"{f}:{p.line}:{p.col}: {op.name}.{p.name}: a choice is listed twice")
-                for v in p.choices:
-                    why = ps.check(v)
-                    if why:
-                        raise GrammarError(f"{f}:{p.line}:{p.col}: {op.name}.{p.name}={v}: {why}")
-            for pname, ps in schema.params.items():
-                if ps.default is None and pname not in seen:
-                    raise GrammarError(f"{f}:{op.line}:{op.col}: {op.name}: missing required parameter '{pname}'")
-            if schema.kind == "tap" and r.name != "branch":
-                raise GrammarError(f"{f}:{op.line}:{op.col}: tap(...) may only appear in the 'branch' rule")
-            if schema.kind == "precision" and r.name != "quant":
-                raise GrammarError(f"{f}:{op.line}:{op.col}: precision(...) may only appear in the 'quant' rule")
-            if schema.kind in ("tap", "precision") and (it.lo, it.hi) != (1, 1):
-                raise GrammarError(f"{f}:{op.line}:{op.col}: {op.name}(...) cannot be repeated or optional")
-            if r.name == "quant" and schema.kind != "precision":
-                raise GrammarError(f"{f}:{op.line}:{op.col}: the 'quant' rule holds only precision(...) ops")
+            raise GrammarError(f"{g.file}:{ref.line}:{ref.col}: rule '{r}' may not refer to the special rule '{ref.name}'")
+
+
+def _check_op(g: Grammar, r: Rule, it: Item, op: Op) -> None:
+    """The op exists, its parameters are known, typed, in range and complete, and it
+    stands where its kind may (tap in branch, precision in quant)."""
+    f = g.file
+    schema = OPS.get(op.name)
+    if schema is None:
+        hint = " (a rule of that name exists: drop the parentheses)" if op.name in g.rules else ""
+        raise GrammarError(f"{f}:{op.line}:{op.col}: unknown op '{op.name}'{hint} (known ops: {', '.join(sorted(OPS))})")
+    seen = set()
+    for p in op.params:
+        if p.name in seen:
+            raise GrammarError(f"{f}:{p.line}:{p.col}: {op.name}: parameter '{p.name}' given twice")
+        seen.add(p.name)
+        ps = schema.params.get(p.name)
+        if ps is None:
+            known = ", ".join(schema.params) or "none"
+            raise GrammarError(f"{f}:{p.line}:{p.col}: {op.name}: unknown parameter '{p.name}' (takes: {known})")
+        if len(set(p.choices)) != len(p.choices):
+            raise GrammarError(f"{f}:{p.line}:{p.col}: {op.name}.{p.name}: a choice is listed twice")
+        for v in p.choices:
+            why = ps.check(v)
+            if why:
+                raise GrammarError(f"{f}:{p.line}:{p.col}: {op.name}.{p.name}={v}: {why}")
+    for pname, ps in schema.params.items():
+        if ps.default is None and pname not in seen:
+            raise GrammarError(f"{f}:{op.line}:{op.col}: {op.name}: missing required parameter '{pname}'")
+    if schema.kind == "tap" and r.name != "branch":
+        raise GrammarError(f"{f}:{op.line}:{op.col}: tap(...) may only appear in the 'branch' rule")
+    if schema.kind == "precision" and r.name != "quant":
+        raise GrammarError(f"{f}:{op.line}:{op.col}: precision(...) may only appear in the 'quant' rule")
+    if schema.kind in ("tap", "precision") and (it.lo, it.hi) != (1, 1):
+        raise GrammarError(f"{f}:{op.line}:{op.col}: {op.name}(...) cannot be repeated or optional")
+    if r.name == "quant" and schema.kind != "precision":
+        raise GrammarError(f"{f}:{op.line}:{op.col}: the 'quant' rule holds only precision(...) ops")
+
+
+def _check_special_rules(g: Grammar) -> None:
+    """One tap per branch alternative; one precision op per quant alternative."""
     for a in g.rules["branch"].alts:
         taps = [it for it in a.items if isinstance(it.atom, Op) and it.atom.name == "tap"]
         if len(taps) != 1:
             raise GrammarError(
-                f"{f}:{a.line}:{a.col}: each alternative of 'branch' needs exactly one tap(at=...) (found {len(taps)})"
+                f"{g.file}:{a.line}:{a.col}: each alternative of 'branch' needs exactly one tap(at=...) (found {len(taps)})"
             )
     if "quant" in g.rules:
         for a in g.rules["quant"].alts:
             if len(a.items) != 1 or not isinstance(a.items[0].atom, Op):
-                raise GrammarError(f"{f}:{a.line}:{a.col}: each alternative of 'quant' is one precision(...) op")
-    _check_shapes(g)
+                raise GrammarError(f"{g.file}:{a.line}:{a.col}: each alternative of 'quant' is one precision(...) op")
 
 
 def _kinds(g: Grammar, name: str, memo: dict) -> tuple[bool, bool]:
