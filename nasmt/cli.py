@@ -41,6 +41,9 @@ def _add_search_args(p: argparse.ArgumentParser, quick: bool = False):
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPU share per trial, e.g. 0.25")
     p.add_argument("--address", default=None, help="join an existing Ray cluster (HOST:PORT) instead of starting one")
+    p.add_argument("--storage", default=None, metavar="URI",
+                   help="where Ray Tune keeps its own files: a path (NFS) or a pyarrow URI such as s3://bucket/prefix "
+                   "(default RUN/ray; nasmt's records always go to the run directory)")
     p.add_argument("--max-concurrent", type=int, default=None, help="cap on trials running at once")
     p.add_argument("--trial-timeout", type=float, default=None, help="seconds of training after which a trial fails")
     p.add_argument("--max-failures", type=int, default=10, help="stop the search cleanly after this many failed trials")
@@ -65,7 +68,7 @@ def _search_config(a) -> "SearchConfig":
         max_concurrent=a.max_concurrent, trial_timeout=a.trial_timeout, max_failures=a.max_failures,
         early_stop=a.early_stop, fault=a.fault, quiet=a.quiet,
         max_bytes=a.max_bytes, max_latency_ms=a.max_latency_ms, latency_batch=a.latency_batch,
-        qat_steps=a.qat_steps, measure_latency=a.measure_latency,
+        qat_steps=a.qat_steps, measure_latency=a.measure_latency, storage=a.storage,
     )
 
 
@@ -158,9 +161,17 @@ def cmd_export(a):
 
     out = export_run(
         Path(a.run), Path(a.out), trial=a.trial, pick=a.pick, retrain_epochs=a.retrain_epochs,
-        objectives=a.objectives, quantized=not a.no_quantized,
+        objectives=a.objectives, quantized=not a.no_quantized, force=a.force,
     )
     print(out)
+
+
+def cmd_predict(a):
+    from nasmt.export.predict import predict_file
+
+    for line in predict_file(Path(a.export), Path(a.input), Path(a.out), force=a.force):
+        print(f"nasmt: warning: {line}", file=sys.stderr)
+    print(a.out)
 
 
 def cmd_dashboard(a):
@@ -224,7 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--retrain-epochs", type=float, default=None, help="retrain the architecture this long first")
     e.add_argument("--objectives", default=None, help="objectives for --pick (default: the run's)")
     e.add_argument("--no-quantized", action="store_true", help="skip the quantized artifact")
+    e.add_argument("--force", action="store_true",
+                   help="write into --out even when it is a non-empty folder that holds no earlier export")
     e.set_defaults(fn=cmd_export)
+
+    pr = sub.add_parser("predict", help="predictions of an export for raw input rows",
+                        description="Encode raw rows (CSV; image exports: a .npy of uint8 images) with the export's "
+                        "preprocessing.json and write per-task labels, probabilities or values as CSV.")
+    pr.add_argument("export", help="folder written by `nasmt export`")
+    pr.add_argument("--input", required=True, help="raw rows: a CSV file with the suite's feature columns (or .npy images)")
+    pr.add_argument("--out", required=True, help="CSV file to write the predictions to")
+    pr.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    pr.set_defaults(fn=cmd_predict)
     return p
 
 

@@ -17,6 +17,7 @@ from nasmt.run.files import (
     TRIALS_FILE,
     WEIGHTS_FILE,
     append_jsonl,
+    atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     is_run_dir,

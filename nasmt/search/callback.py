@@ -4,6 +4,7 @@ one record in trials.jsonl and prints a progress line."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from ray.tune import Callback
@@ -23,11 +24,18 @@ from nasmt.run import (
 from nasmt.search.config import NUMBER_KEY
 
 ERROR_LINE_CHARS = 500  # a failure reason is one line; Ray's error file can be long
+# How Ray reports a trial whose process or node went away (not the architecture's fault)
+NODE_LOST = re.compile(r"ActorDiedError|ActorUnavailableError|NodeDiedError|RayActorError|"
+                       r"The actor died|The actor \w+ is unavailable|node .* (has )?died|worker .* died|owner died", re.I)
+NEVER_RAN = "never ran: the search was stopped before this trial started"
 
 
 def record_of(run_dir: Path, number: int, status: TrialStatus, last_result: dict, error_file: str | None) -> TrialRecord:
     """The record of a trial that ended with `status`, from what it wrote itself."""
     tdir = trial_dir(run_dir, number)
+    if status == TrialStatus.STOPPED and not last_result:  # ended by the search stopping, never reported
+        return TrialRecord(number=number, status=TrialStatus.FAILED, error=NEVER_RAN, interrupted=True,
+                           spec=read_json(tdir / SPEC_FILE))
     if status == TrialStatus.STOPPED:
         return TrialRecord(
             number=number, status=status, error=STOPPED_EARLY, spec=read_json(tdir / SPEC_FILE),
@@ -36,11 +44,15 @@ def record_of(run_dir: Path, number: int, status: TrialStatus, last_result: dict
     own = read_json(tdir / (RESULT_FILE if status == TrialStatus.COMPLETE else ERROR_FILE))
     if isinstance(own, dict):
         return TrialRecord.from_json({**own, "status": status.value}, where=str(tdir))
-    err = "trial failed before it could record a reason"
+    err, text = "trial failed before it could record a reason", ""
     if error_file and os.path.exists(error_file):
-        lines = [ln for ln in open(error_file, errors="replace").read().splitlines() if ln.strip()]
+        text = open(error_file, errors="replace").read()
+        lines = [ln for ln in text.splitlines() if ln.strip()]
         err = lines[-1][:ERROR_LINE_CHARS] if lines else err
-    return TrialRecord(number=number, status=TrialStatus.FAILED, error=err)
+    if NODE_LOST.search(text):  # its node or worker died: not counted toward --max-failures
+        return TrialRecord(number=number, status=TrialStatus.FAILED, error=f"node died: {err}", interrupted=True,
+                           spec=read_json(tdir / SPEC_FILE))
+    return TrialRecord(number=number, status=TrialStatus.FAILED, error=err, spec=read_json(tdir / SPEC_FILE))
 
 
 def fmt(v) -> str:
@@ -54,15 +66,17 @@ def fmt(v) -> str:
 class RecordCallback(Callback):
     """Appends each finished trial to trials.jsonl (the driver is its only writer)."""
 
-    def __init__(self, run_dir: Path, objectives: list[Objective], target: int, done: int = 0, say=print):
+    def __init__(self, run_dir: Path, objectives: list[Objective], target: int, done: int = 0, say=print,
+                 searcher=None):
         self.run_dir, self.objectives, self.target, self.say = Path(run_dir), objectives, target, say
+        self.searcher = searcher  # told when a failure is not the trial's fault
         self.counts = {s: 0 for s in TrialStatus}
         self.counts[TrialStatus.COMPLETE] = done
 
-    def _write(self, trial, status: TrialStatus) -> None:
+    def _write(self, trial, status: TrialStatus) -> TrialRecord | None:
         number = trial.config.get(NUMBER_KEY)
         if number is None:
-            return
+            return None
         rec = record_of(self.run_dir, int(number), status, trial.last_result, trial.error_file)
         rec = TrialRecord.from_json({**rec.to_json(), "trial_id": trial.trial_id})
         append_record(self.run_dir, rec)
@@ -73,10 +87,13 @@ class RecordCallback(Callback):
             self.say(f"[{done:>3}/{self.target}] trial {number:>3} complete  {objs}  ({rec.timings.get('total_s', 0):.1f} s)")
         else:
             self.say(f"[{done:>3}/{self.target}] trial {number:>3} {rec.status}: {rec.error}")
+        return rec
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         final = bool((trial.last_result or {}).get("final"))
         self._write(trial, TrialStatus.COMPLETE if final else TrialStatus.STOPPED)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._write(trial, TrialStatus.FAILED)
+        rec = self._write(trial, TrialStatus.FAILED)
+        if rec is not None and rec.interrupted and self.searcher is not None:
+            self.searcher.uncount_failure()

@@ -39,6 +39,7 @@ class SearchConfig:
     latency_batch: int = 1  # batch size of latency measurement / prediction
     qat_steps: int = 0  # quantization-aware fine-tune steps after training (quantized policies)
     measure_latency: bool = False  # measure the artifact's latency in every trial
+    storage: str | None = None  # where Ray Tune keeps its files (path or pyarrow URI); default RUN/ray
 
     def wants_latency(self, objectives) -> bool:
         """Latency is an objective or a budget: predict it in trials, measure the Pareto set."""

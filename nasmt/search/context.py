@@ -1,8 +1,9 @@
 """`TrialContext`: everything a trial needs besides its genome, typed and frozen.
 
 The driver builds it once per search from the validated `SearchConfig`; Ray ships it to
-every worker with `tune.with_parameters`. A trial never reads the driver's disk: the
-grammar travels as text and the suite as data."""
+every worker with `tune.with_parameters`. A trial never touches the driver's disk: the
+grammar travels as text, the suite as data, and the trial's files go back through the
+sink actor."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ class TrialContext:
     grammar_text: str
     grammar_file: str
     suite: TaskSuite
-    run_dir: str
     objectives: tuple[str, ...]
     epochs: float = 1.0
     steps: int | None = None
@@ -37,19 +37,20 @@ class TrialContext:
     qat_steps: int = 0
     measure_latency: bool = False  # measure the artifact's latency in the trial
     predict_latency: bool = False  # predict it from the per-op table
+    sink: object = None  # the TrialSink actor handle (nasmt.search.sink): where trial files go
 
     def trial_seed(self, number: int) -> int:
         """The seed of trial `number`: distinct per trial and per search seed."""
         return self.seed * SEED_STRIDE + number
 
     @classmethod
-    def from_config(cls, cfg, grammar, suite, objectives, run_dir) -> "TrialContext":
+    def from_config(cls, cfg, grammar, suite, objectives, sink=None) -> "TrialContext":
         return cls(
-            grammar_text=grammar.text, grammar_file=grammar.file, suite=suite, run_dir=str(run_dir),
+            grammar_text=grammar.text, grammar_file=grammar.file, suite=suite,
             objectives=tuple(o.name for o in objectives), epochs=cfg.epochs, steps=cfg.steps,
             batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, threads=max(1, int(cfg.cpus_per_trial)),
             device="cuda" if cfg.gpus_per_trial > 0 else "cpu", trial_timeout=cfg.trial_timeout,
             early_stop=cfg.early_stop, fault=cfg.fault, max_bytes=cfg.max_bytes, max_latency_ms=cfg.max_latency_ms,
             latency_batch=cfg.latency_batch, qat_steps=cfg.qat_steps,
-            measure_latency=cfg.measures_latency(objectives), predict_latency=cfg.wants_latency(objectives),
+            measure_latency=cfg.measures_latency(objectives), predict_latency=cfg.wants_latency(objectives), sink=sink,
         )

@@ -19,6 +19,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from ray.tune.stopper import Stopper
+
 from nasmt.errors import ResourceError, RunDirError
 from nasmt.run import RUN_FILE, TrialStatus, atomic_write_json, count_status, is_run_dir, pareto_trials, read_trials
 from nasmt.search.callback import RecordCallback
@@ -26,6 +28,7 @@ from nasmt.search.config import SearchConfig, check_config
 from nasmt.search.context import TrialContext
 from nasmt.search.lock import hold_run_lock
 from nasmt.search.searcher import NasmtSearcher
+from nasmt.search.sink import start_sink
 from nasmt.search.space import define_space
 from nasmt.search.study import StudyAdapter, make_sampler
 from nasmt.search.trial import run_trial
@@ -68,6 +71,9 @@ def init_ray(address: str | None) -> None:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     kw = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
+    # every trial failure is printed once, as one line, by the record callback (its
+    # traceback is in trials/NNNNN/error.json): Tune's own per-failure tracebacks go
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     if not address:
         # "local": always a fresh cluster of our own, never one named by RAY_ADDRESS or a
         # (possibly stale) `ray_current_cluster` file in Ray's temp folder
@@ -121,6 +127,33 @@ def run_record(cfg: SearchConfig, grammar, suite, objectives) -> dict:
     }
 
 
+class CapacityStopper(Stopper):
+    """Ends the search when the cluster can no longer run a single trial (its nodes
+    died), instead of leaving the remaining trials PENDING forever."""
+
+    CHECK_EVERY_S = 2.0  # the cluster's resources are asked at most this often
+
+    def __init__(self, cpus: float, gpus: float):
+        self.cpus, self.gpus = cpus, gpus
+        self.lost: str | None = None
+        self._next = 0.0
+
+    def __call__(self, trial_id, result) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        import ray
+
+        if self.lost is None and time.monotonic() >= self._next:
+            self._next = time.monotonic() + self.CHECK_EVERY_S
+            res = ray.cluster_resources()
+            cpu, gpu = res.get("CPU", 0.0), res.get("GPU", 0.0)
+            if cpu < self.cpus or gpu < self.gpus:
+                self.lost = (f"the Ray cluster has no capacity left for a trial ({cpu:g} CPU, {gpu:g} GPU; "
+                             f"a trial needs {self.cpus:g} CPU, {self.gpus:g} GPU): a node died")
+        return self.lost is not None
+
+
 def _scheduler(cfg: SearchConfig):
     if not (cfg.early_stop and cfg.steps is None and cfg.epochs >= 2):
         return None
@@ -159,13 +192,35 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         hold_run_lock(out)  # released by the kernel when this driver dies; resume checks it
         atomic_write_json(out / RUN_FILE, run_record(cfg, grammar, suite, objectives))
-    tuner = _tuner(cfg, out, grammar, suite, objectives, data, conc, done, failed, say)
+    capacity, tuner = _tuner(cfg, out, grammar, suite, objectives, data, conc, done, failed, say)
     say(f"nasmt search: {target - done} trial(s) of {suite.name} over {grammar.name}, "
         f"{conc} at a time, objectives {', '.join(o.name + ':' + o.direction for o in objectives)}")
     t0 = time.time()
     tuner.fit()
     _summary(cfg, out, objectives, time.time() - t0, say)
+    if capacity.lost:
+        say(f"stopped: {capacity.lost}; continue with `nasmt search --resume {out}` once the cluster has capacity again")
     return out
+
+
+def tune_storage(cfg: SearchConfig, out: Path) -> str:
+    """Where Ray Tune keeps its own files: --storage (a path or a pyarrow URI such as
+    s3://bucket/prefix), else RUN/ray. nasmt's records never depend on it."""
+    if not cfg.storage:
+        return str(out / "ray")
+    return cfg.storage if "://" in cfg.storage else str(Path(cfg.storage).resolve())
+
+
+def _list_sessions(storage: str):
+    """Earlier Tune sessions of this run (tune-1, tune-2, ...) in the storage."""
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(storage if "://" in storage else f"file://{storage}")
+    try:
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+    except (OSError, ValueError):
+        return []
+    return [i for i in infos if i.base_name.startswith("tune-")]
 
 
 def _tuner(cfg, out: Path, grammar, suite, objectives, data, conc: int, done: int, failed: int, say):
@@ -174,15 +229,17 @@ def _tuner(cfg, out: Path, grammar, suite, objectives, data, conc: int, done: in
     space = functools.partial(define_space, grammar_text=grammar.text, grammar_file=grammar.file,
                               tasks=tuple(t.ident for t in suite.tasks), input_shape=tuple(data.input_shape),
                               n_outputs=dict(data.n_outputs))
-    session = 1 + len(list((out / "ray").glob("tune-*"))) if (out / "ray").exists() else 1
+    storage = tune_storage(cfg, out)
+    session = 1 + sum(1 for p in _list_sessions(storage))
     sampler = make_sampler(cfg.sampler, cfg.seed + RESUME_SEED_STRIDE * (session - 1), cfg.trials, cfg.max_bytes,
                            cfg.max_latency_ms)
     searcher = NasmtSearcher(StudyAdapter(out, objectives, sampler, space), cfg.trials, cfg.max_failures, done, failed)
-    ctx = TrialContext.from_config(cfg, grammar, suite, objectives, out)
+    ctx = TrialContext.from_config(cfg, grammar, suite, objectives, sink=start_sink(out))
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
                                     {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
     scheduler = _scheduler(cfg)
-    return tune.Tuner(
+    capacity = CapacityStopper(cfg.cpus_per_trial, cfg.gpus_per_trial)
+    return capacity, tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler,
@@ -192,8 +249,8 @@ def _tuner(cfg, out: Path, grammar, suite, objectives, data, conc: int, done: in
             max_concurrent_trials=conc, reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=f"tune-{session}", storage_path=str(out / "ray"), verbose=0,
-            callbacks=[RecordCallback(out, objectives, cfg.trials, done, say)],
+            name=f"tune-{session}", storage_path=storage, verbose=0, stop=capacity,
+            callbacks=[RecordCallback(out, objectives, cfg.trials, done, say, searcher=searcher)],
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
         ),

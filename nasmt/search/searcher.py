@@ -45,7 +45,9 @@ class NasmtSearcher(Searcher):
             return
         final = bool(result and result.get("final"))
         if error:
-            self.n_failed += 1
+            self.n_failed += 1  # the record callback may take it back (uncount_failure)
+            self.adapter.tell_failed(number)
+        elif not result:  # never reported: the search stopped before it ran
             self.adapter.tell_failed(number)
         elif not final:
             self.adapter.tell_stopped(number)
@@ -55,6 +57,11 @@ class NasmtSearcher(Searcher):
         else:
             self.n_complete += 1
             self.adapter.tell_complete(number, result, COSTS_ATTR, CONSTRAINED_COSTS)
+
+    def uncount_failure(self) -> None:
+        """The last failure was not the architecture's (its node died): Tune tells the
+        searcher before the callbacks, so the record callback takes it back here."""
+        self.n_failed = max(0, self.n_failed - 1)
 
     def save(self, checkpoint_path: str) -> None:
         """The sampler's memory is the Optuna journal; Tune's checkpoint only notes counts."""

@@ -1,17 +1,20 @@
 """One trial, the Ray Tune trainable: derive -> build -> train -> evaluate -> record.
 
-The trial writes `trials/NNNNN/{spec.json, weights.safetensors, result.json}` (or
-`error.json` with the reason and traceback) atomically *before* it reports, so a
-finished trial survives a driver crash; the driver's callback turns it into the record
-in trials.jsonl. A worker keeps its dataset loaded between trials (`reuse_actors`)."""
+The trial sends `trials/NNNNN/{spec.json, weights.safetensors, result.json}` (or
+`error.json` with the reason and traceback) through Ray to the driver's sink
+(`nasmt.search.sink`), which writes them atomically *before* the trial reports, so a
+finished trial survives a driver crash and no node needs the driver's disk; the
+driver's callback turns it into the record in trials.jsonl. A worker keeps its dataset loaded between trials (`reuse_actors`)."""
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 
 from nasmt.errors import TrialError
-from nasmt.run import ERROR_FILE, RESULT_FILE, SPEC_FILE, WEIGHTS_FILE, TrialRecord, TrialStatus, atomic_write_json, trial_dir
+from nasmt.run import ERROR_FILE, RESULT_FILE, SPEC_FILE, WEIGHTS_FILE, TrialRecord, TrialStatus
+from nasmt.run.files import json_default
 from nasmt.search.config import NUMBER_KEY
 from nasmt.search.context import TrialContext
 from nasmt.search.space import grammar_of
@@ -38,64 +41,41 @@ class _EpochReport(TrainHook):
         tune.report({**rep, "epoch": epoch, "final": False})
 
 
+def _json_bytes(obj) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n").encode("utf-8")
+
+
+def send_files(ctx: TrialContext, number: int, files: dict[str, bytes]) -> None:
+    """Hand files to the driver's sink (through Ray: no shared filesystem needed) and
+    wait until they are on the driver's disk."""
+    import ray
+
+    ray.get(ctx.sink.write.remote(number, files))
+
+
 def run_trial(config: dict, ctx: TrialContext) -> None:
     """The trainable (module level, so Ray can import it on any worker)."""
-    import math
-
     import torch
     from ray import tune
-
-    from nasmt.data import load_data_cached
-    from nasmt.model.build import build
-    from nasmt.model.cost import cost
-    from nasmt.search.faults import inject
-    from nasmt.space.derive import replay
-    from nasmt.train import TrainConfig, evaluate, train
 
     torch.set_num_threads(ctx.threads)
     t_start = time.time()
     number = int(config[NUMBER_KEY])
     genome = {k: v for k, v in config.items() if k != NUMBER_KEY}
-    tdir = trial_dir(ctx.run_dir, number)
-    tdir.mkdir(parents=True, exist_ok=True)
     spec = None
     try:
+        from nasmt.data import load_data_cached
+        from nasmt.space.derive import replay
+
         data = load_data_cached(ctx.suite)
         t_data = time.time()
         spec = replay(grammar_of(ctx.grammar_text, ctx.grammar_file), genome, ctx.suite.tasks, data.input_shape,
                       data.n_outputs)
-        atomic_write_json(tdir / SPEC_FILE, spec.to_json())
-        seed = ctx.trial_seed(number)
-        torch.manual_seed(seed)
-        model = build(spec)
-        c = cost(model, spec.input_shape)
-        hooks = inject(ctx.fault, number, model)
-        tc = TrainConfig(epochs=ctx.epochs, steps=ctx.steps, batch_size=ctx.batch_size, lr=ctx.lr, seed=seed,
-                         device=ctx.device, time_limit_s=ctx.trial_timeout)
-        if ctx.early_stop:
-            hooks.append(_EpochReport(model, ctx, data, {"params": c["params"], "flops": c["flops"]},
-                                      last_epoch=math.ceil(tc.epochs)))
-        tr = train(model, ctx.suite, data, tc, hooks=hooks)
-        t_eval = time.time()
-        metrics = evaluate(model, ctx.suite, data, "val", ctx.device)
-        metrics.update(params=c["params"], flops=c["flops"])
-        metrics.update(quant_metrics(model, spec, data, ctx, seed))
-        for t, tc_ in c["tasks"].items():
-            metrics[f"{t}.path_params"] = tc_["path_params"]
-            metrics[f"{t}.path_flops"] = tc_["path_flops"]
-        from safetensors.torch import save_file
-
-        model.cpu()
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tdir / WEIGHTS_FILE))
-        rec = TrialRecord(
-            number=number, status=TrialStatus.COMPLETE, spec=spec.to_json(), metrics=metrics,
-            train={"steps": tr["steps"], "epochs": tr["epochs"], "final_loss": tr["loss"], "device": ctx.device,
-                   "threads": torch.get_num_threads()},
-            timings={"data_s": t_data - t_start, "train_s": tr["train_time_s"], "eval_s": time.time() - t_eval,
-                     "total_s": time.time() - t_start},
-            finished_at=time.time(),
-        )
-        atomic_write_json(tdir / RESULT_FILE, rec.to_json())
+        send_files(ctx, number, {SPEC_FILE: _json_bytes(spec.to_json())})
+        rec, weights = _train_and_measure(ctx, number, spec, data)
+        rec = TrialRecord.from_json({**rec.to_json(), "timings": {**rec.timings, "data_s": t_data - t_start,
+                                                                  "total_s": time.time() - t_start}})
+        send_files(ctx, number, {WEIGHTS_FILE: weights, RESULT_FILE: _json_bytes(rec.to_json())})
     except BaseException as e:  # record why, then let Tune mark the trial as errored
         if isinstance(e, (KeyboardInterrupt, SystemExit)):  # SystemExit: Tune stopping the trial (early stop)
             raise
@@ -104,9 +84,51 @@ def run_trial(config: dict, ctx: TrialContext) -> None:
             error=failure_reason(e), error_type=type(e).__name__, traceback=traceback.format_exc(limit=8),
             finished_at=time.time(), timings={"total_s": time.time() - t_start},
         )
-        atomic_write_json(tdir / ERROR_FILE, rec.to_json())
+        send_files(ctx, number, {ERROR_FILE: _json_bytes(rec.to_json())})
         raise
-    tune.report({**metrics, "final": True})
+    tune.report({**rec.metrics, "final": True})
+
+
+def _train_and_measure(ctx: TrialContext, number: int, spec, data) -> tuple[TrialRecord, bytes]:
+    """Build, train, evaluate and cost one architecture: (its record, its weights)."""
+    import math
+
+    import torch
+    from safetensors.torch import save
+
+    from nasmt.model.build import build
+    from nasmt.model.cost import cost
+    from nasmt.search.faults import inject
+    from nasmt.train import TrainConfig, evaluate, train
+
+    seed = ctx.trial_seed(number)
+    torch.manual_seed(seed)
+    model = build(spec)
+    c = cost(model, spec.input_shape)
+    hooks = inject(ctx.fault, number, model)
+    tc = TrainConfig(epochs=ctx.epochs, steps=ctx.steps, batch_size=ctx.batch_size, lr=ctx.lr, seed=seed,
+                     device=ctx.device, time_limit_s=ctx.trial_timeout)
+    if ctx.early_stop:
+        hooks.append(_EpochReport(model, ctx, data, {"params": c["params"], "flops": c["flops"]},
+                                  last_epoch=math.ceil(tc.epochs)))
+    tr = train(model, ctx.suite, data, tc, hooks=hooks)
+    t_eval = time.time()
+    metrics = evaluate(model, ctx.suite, data, "val", ctx.device)
+    metrics.update(params=c["params"], flops=c["flops"])
+    metrics.update(quant_metrics(model, spec, data, ctx, seed))
+    for t, tc_ in c["tasks"].items():
+        metrics[f"{t}.path_params"] = tc_["path_params"]
+        metrics[f"{t}.path_flops"] = tc_["path_flops"]
+    model.cpu()
+    weights = save({k: v.contiguous() for k, v in model.state_dict().items()})
+    rec = TrialRecord(
+        number=number, status=TrialStatus.COMPLETE, spec=spec.to_json(), metrics=metrics,
+        train={"steps": tr["steps"], "epochs": tr["epochs"], "final_loss": tr["loss"], "device": ctx.device,
+               "threads": torch.get_num_threads()},
+        timings={"train_s": tr["train_time_s"], "eval_s": time.time() - t_eval},
+        finished_at=time.time(),
+    )
+    return rec, weights
 
 
 def quant_metrics(model, spec, data, ctx: TrialContext, seed: int) -> dict:

@@ -1,0 +1,194 @@
+"""A real two-node Ray cluster on this machine: the head offers no CPUs, so every trial
+runs on the worker node, and the worker runs in a private mount namespace with a tmpfs
+over the run directory's parent, so it cannot see the driver's disk (as two machines
+without a shared filesystem). Needs root (CI runs as root) for `unshare -m`.
+
+Also: a SIGKILLed worker raylet mid-search, and a stale `ray_current_cluster` file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SMALL_SUITE, TINY_SPACE, nasmt
+from nasmt.run import TrialStatus, read_trials, trial_dir
+
+RAY = str(Path(sys.executable).with_name("ray"))
+ENV = {
+    "RAY_AUTH_MODE": "token",  # Ray 2.60 clusters started by `ray start` use token authentication
+    # notice a dead node within ~2 s instead of ~30 s
+    "RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "500",
+    "RAY_health_check_failure_threshold": "3", "RAY_health_check_initial_delay_ms": "0",
+}
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                                reason="needs root and unshare for a worker node with its own mount namespace")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _session_pids(sid: int) -> list[int]:
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                stat = Path(f"/proc/{name}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2:].split()
+            if int(fields[3]) == sid and fields[0] != "Z":
+                out.append(int(name))
+    return out
+
+
+def _kill_session(p: subprocess.Popen) -> None:
+    for _ in range(50):
+        pids = _session_pids(p.pid)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    p.wait(timeout=30)
+
+
+def _env() -> dict:
+    return {**os.environ, **ENV}
+
+
+class Cluster:
+    def __init__(self, base: Path):
+        self.base = base  # the tmpfs-covered folder: run directories live under it
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.head = subprocess.Popen(
+            [RAY, "start", "--head", f"--port={self.port}", "--num-cpus=0", "--include-dashboard=false",
+             "--disable-usage-stats", "--block"],
+            env=_env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.workers: list[subprocess.Popen] = []
+        self._wait_cpus(0, head=True)
+
+    def add_worker(self) -> subprocess.Popen:
+        cmd = (f"mount -t tmpfs tmpfs {self.base} && exec {RAY} start --address={self.address} --num-cpus=2 "
+               f"--disable-usage-stats --block")
+        w = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", cmd], env=_env(),
+                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.workers.append(w)
+        self._wait_cpus(2)
+        return w
+
+    def _wait_cpus(self, cpus: float, head: bool = False, limit_s: float = 90) -> None:
+        code = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+                "print(ray.cluster_resources().get('CPU', 0.0))")
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            p = subprocess.run([sys.executable, "-c", code, self.address], env=_env(), capture_output=True, text=True)
+            if p.returncode == 0 and float(p.stdout.strip().splitlines()[-1]) == cpus:
+                return
+            time.sleep(1)
+        raise AssertionError(f"cluster at {self.address} never had {cpus} CPU")
+
+    def raylet_of(self, worker: subprocess.Popen) -> int:
+        for pid in _session_pids(worker.pid):
+            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"/raylet"):
+                return pid
+        raise AssertionError("the worker node has no raylet")
+
+    def stop(self) -> None:
+        for p in [*self.workers, self.head]:
+            _kill_session(p)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    base = tmp_path_factory.mktemp("nodisk")
+    c = Cluster(base)
+    try:
+        c.add_worker()
+        yield c
+    finally:
+        c.stop()
+
+
+def _search(cluster, out, *extra):
+    return nasmt("search", "--space", TINY_SPACE, "--tasks", SMALL_SUITE, "--sampler", "random", "--out", out,
+                 "--address", cluster.address, *extra, env=ENV)
+
+
+def test_two_node_search_without_a_shared_filesystem(cluster):
+    out = cluster.base / "run"
+    r = _search(cluster, out, "--trials", 3, "--steps", 10)
+    assert "3 complete, 0 failed" in r.stdout, r.stdout
+    trials = read_trials(out)
+    assert [t.status for t in trials] == [TrialStatus.COMPLETE] * 3, [(t.number, t.error) for t in trials]
+    for t in trials:  # the files the worker could not write itself came through Ray
+        assert {p.name for p in trial_dir(out, t.number).iterdir()} >= {"spec.json", "result.json", "weights.safetensors"}
+    nasmt("report", out)
+    nasmt("export", out, "--pick", "best:mean_error", "--out", cluster.base / "exported", "--no-quantized")
+    assert (cluster.base / "exported" / "model.py").exists()
+
+
+def test_node_death_stops_cleanly_and_resume_completes(cluster):
+    out = cluster.base / "run-kill"
+    args = ["search", "--space", TINY_SPACE, "--tasks", SMALL_SUITE, "--sampler", "random", "--out", out,
+            "--address", cluster.address, "--trials", 3, "--steps", 300, "--max-failures", 1]
+    p = subprocess.Popen(
+        [sys.executable, "-m", "nasmt.cli", *map(str, args)],
+        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "trials").exists() or not list((out / "trials").glob("*/spec.json")):
+            assert p.poll() is None and time.monotonic() < deadline, p.stdout.read() if p.poll() is not None else "timeout"
+            time.sleep(0.2)
+        time.sleep(0.5)  # training is under way
+        os.kill(cluster.raylet_of(cluster.workers[-1]), signal.SIGKILL)
+        log, _ = p.communicate(timeout=180)
+    finally:
+        if p.poll() is None:
+            _kill_session(p)
+    assert p.returncode == 0, log
+    stop_lines = [ln for ln in log.splitlines() if ln.startswith("stopped:")]
+    assert len(stop_lines) == 1 and "no capacity left" in stop_lines[0] and "--resume" in stop_lines[0], log
+    trials = read_trials(out)
+    died = [t for t in trials if t.status == TrialStatus.FAILED and t.error.startswith("node died")]
+    assert died and all(t.interrupted and not t.counts_as_failure for t in died), [(t.number, t.error) for t in trials]
+    assert not [t for t in trials if t.counts_as_failure], "a node death counted toward --max-failures 1"
+    # a new worker node joins; resume finishes the search on it
+    cluster.workers.pop().wait(timeout=30)
+    cluster.add_worker()
+    r = nasmt("search", "--resume", out, env=ENV)
+    assert "resuming" in r.stdout
+    assert sum(t.status == TrialStatus.COMPLETE for t in read_trials(out)) == 3
+
+
+def test_search_ignores_a_stale_ray_current_cluster_file(tmp_path):
+    """Without --address a search starts its own local cluster, whatever Ray's temp
+    folder says (a crashed cluster leaves its address there)."""
+    f = Path("/tmp/ray/ray_current_cluster")
+    saved = f.read_bytes() if f.exists() else None
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(f"127.0.0.1:{_free_port()}\n")  # nothing listens there
+    try:
+        r = nasmt("search", "--space", TINY_SPACE, "--tasks", SMALL_SUITE, "--sampler", "random", "--trials", 1,
+                  "--steps", 5, "--out", tmp_path / "run", timeout=180)
+    finally:
+        if saved is None:
+            f.unlink(missing_ok=True)
+        else:
+            f.write_bytes(saved)
+    assert "1 complete" in r.stdout
