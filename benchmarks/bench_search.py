@@ -31,10 +31,10 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nasmt import ops as O  # noqa: E402
+from nasmt.model import ops as O  # noqa: E402
 from nasmt.model.build import build  # noqa: E402
 from nasmt.data import load_data  # noqa: E402
-from nasmt.run import load_run, read_trials  # noqa: E402
+from nasmt.run import WEIGHTS_FILE, TrialStatus, load_run, read_trials, trial_dir  # noqa: E402
 from nasmt.space.spec import ArchSpec  # noqa: E402
 from nasmt.data.suite import load_suite  # noqa: E402
 from nasmt.train import TrainConfig, evaluate, train  # noqa: E402
@@ -73,7 +73,7 @@ def main():
         )
         search_wall = time.perf_counter() - t0
     cfg = load_run(run)["config"]
-    trials = [t for t in read_trials(run) if t["status"] == "complete"]
+    trials = [t for t in read_trials(run) if t.status == TrialStatus.COMPLETE]
     suite = load_suite(a.suite)
     data = load_data(suite)
 
@@ -87,14 +87,14 @@ def main():
     picks = {}
     for label, how in (("best_mean_error", "best:mean_error"), ("knee", "knee")):
         rec = choose_trial(run, None, how)
-        spec = ArchSpec.from_json(rec["spec"])
+        spec = ArchSpec.from_json(rec.spec)
         m = build(spec)
-        m.load_state_dict(load_file(str(run / "trials" / f"{rec['number']:05d}" / "weights.safetensors")))
+        m.load_state_dict(load_file(str(trial_dir(run, rec.number) / WEIGHTS_FILE)))
         picks[label] = {
-            "trial": rec["number"],
-            "params": rec["metrics"]["params"],
-            "flops": rec["metrics"]["flops"],
-            "val_mean_error": round(rec["metrics"]["mean_error"], 4),
+            "trial": rec.number,
+            "params": rec.metrics["params"],
+            "flops": rec.metrics["flops"],
+            "val_mean_error": round(rec.metrics["mean_error"], 4),
             "test_accuracy": test_metrics(m),
             "arch": spec.describe(),
         }
@@ -116,10 +116,10 @@ def main():
     # plain sequential loop over the same architectures, same budget
     t0 = time.perf_counter()
     for rec in trials:
-        spec = ArchSpec.from_json(rec["spec"])
-        torch.manual_seed(rec["number"])
+        spec = ArchSpec.from_json(rec.spec)
+        torch.manual_seed(rec.number)
         m = build(spec)
-        train(m, suite, data, TrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], seed=rec["number"]))
+        train(m, suite, data, TrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], seed=rec.number))
         evaluate(m, suite, data, "val")
     plain_s = time.perf_counter() - t0
     res = {
