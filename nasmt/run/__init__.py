@@ -20,6 +20,7 @@ from nasmt.run.files import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    ensure_dir,
     is_run_dir,
     load_run,
     read_json,

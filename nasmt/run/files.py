@@ -70,6 +70,21 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
+def ensure_dir(path: str | Path) -> Path:
+    """mkdir -p, fsyncing the parent of every directory it creates (a new directory's
+    entry survives a power loss like a renamed file's)."""
+    path = Path(path)
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir(exist_ok=True)
+        fsync_dir(d.parent)
+    return path
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write, flush, fsync, rename over `path`, fsync the directory."""
     path = Path(path)

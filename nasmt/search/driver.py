@@ -22,7 +22,8 @@ from pathlib import Path
 from ray.tune.stopper import Stopper
 
 from nasmt.errors import ResourceError, RunDirError
-from nasmt.run import RUN_FILE, TrialStatus, atomic_write_json, count_status, is_run_dir, pareto_trials, read_trials
+from nasmt.run import (RUN_FILE, TrialStatus, atomic_write_json, count_status, ensure_dir, is_run_dir, pareto_trials,
+                       read_trials)
 from nasmt.search.callback import RecordCallback
 from nasmt.search.config import SearchConfig, check_config
 from nasmt.search.context import TrialContext
@@ -189,7 +190,7 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
     init_ray(cfg.address)
     conc = check_resources(cfg)
     if not resume:
-        out.mkdir(parents=True, exist_ok=True)
+        ensure_dir(out)
         hold_run_lock(out)  # released by the kernel when this driver dies; resume checks it
         atomic_write_json(out / RUN_FILE, run_record(cfg, grammar, suite, objectives))
     capacity, tuner = _tuner(cfg, out, grammar, suite, objectives, data, conc, done, failed, say)

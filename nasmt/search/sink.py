@@ -14,7 +14,7 @@ from pathlib import Path
 
 import ray
 
-from nasmt.run import atomic_write_bytes, trial_dir
+from nasmt.run import atomic_write_bytes, ensure_dir, trial_dir
 
 
 class TrialSink:
@@ -22,8 +22,7 @@ class TrialSink:
         self.run_dir = Path(run_dir)
 
     def write(self, number: int, files: dict[str, bytes]) -> None:
-        d = trial_dir(self.run_dir, number)
-        d.mkdir(parents=True, exist_ok=True)
+        d = ensure_dir(trial_dir(self.run_dir, number))
         for name, data in files.items():
             if "/" in name or name.startswith("."):
                 raise ValueError(f"TrialSink: bad file name {name!r}")

@@ -86,3 +86,28 @@ def test_tiny_run_reads_one_row_per_trial_number(tiny_run):
     lines = read_jsonl(tiny_run / TRIALS_FILE)
     assert len(df) == len({x["number"] for x in lines}) == len(lines) >= 4
     assert set(df["status"]) <= {s.value for s in TrialStatus}
+
+
+def test_crash_safe_writes_fsync_the_directory(tmp_path, monkeypatch):
+    """Each atomic rename and each new directory is followed by an fsync of its parent
+    directory (the promise covers power loss, not only process crashes)."""
+    import os
+
+    from nasmt.run import files
+
+    synced = []
+    real = os.fsync
+
+    def spy(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    monkeypatch.setattr(files.os, "fsync", spy)
+    files.ensure_dir(tmp_path / "a" / "b")
+    assert str(tmp_path) in synced and str(tmp_path / "a") in synced
+    synced.clear()
+    files.atomic_write_text(tmp_path / "a" / "x.json", "{}")
+    assert synced[-1] == str(tmp_path / "a"), synced
+    synced.clear()
+    files.append_jsonl(tmp_path / "a" / "new.jsonl", {"n": 1})  # a new file: its directory too
+    assert str(tmp_path / "a") in synced
