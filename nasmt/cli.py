@@ -32,7 +32,7 @@ def _add_search_args(p: argparse.ArgumentParser, quick: bool = False):
                    help="comma-separated objectives, each optionally :min or :max "
                    "(mean_error, params, flops, size_bytes, latency_ms, <task>.<metric>, <task>.error)")
     p.add_argument("--trials", type=int, default=12 if quick else 16, help="number of complete trials wanted")
-    p.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2", "random"])
+    p.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2", "random", "evolution"])
     p.add_argument("--epochs", type=float, default=3.0 if quick else 1.0, help="training budget per trial, in epochs")
     p.add_argument("--steps", type=int, default=None, help="training budget in optimizer steps (overrides --epochs)")
     p.add_argument("--batch-size", type=int, default=128)
@@ -54,6 +54,10 @@ def _add_search_args(p: argparse.ArgumentParser, quick: bool = False):
     p.add_argument("--latency-batch", type=int, default=1, help="batch size for latency measurement and prediction")
     p.add_argument("--qat-steps", type=int, default=0, help="quantization-aware fine-tune steps for quantized policies")
     p.add_argument("--measure-latency", action="store_true", help="measure the deployable artifact's latency in every trial")
+    p.add_argument("--enqueue", nargs="+", default=(), metavar="FILE",
+                   help="architectures to evaluate first: an exported arch.json, a trial's spec.json or a genome JSON")
+    p.add_argument("--warm-start", nargs="+", default=(), metavar="RUN",
+                   help="seed the study with these earlier runs' complete trials")
     p.add_argument("--inject-fault", dest="fault", default=None, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true")
 
@@ -69,6 +73,7 @@ def _search_config(a) -> "SearchConfig":
         early_stop=a.early_stop, fault=a.fault, quiet=a.quiet,
         max_bytes=a.max_bytes, max_latency_ms=a.max_latency_ms, latency_batch=a.latency_batch,
         qat_steps=a.qat_steps, measure_latency=a.measure_latency, storage=a.storage,
+        enqueue=tuple(a.enqueue), warm_start=tuple(a.warm_start),
     )
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from nasmt.errors import UserError
 
-SAMPLERS = ("tpe", "nsga2", "random")
+SAMPLERS = ("tpe", "nsga2", "random", "evolution")
 STUDY_NAME = "nasmt"  # the Optuna study's name inside study.journal
 NUMBER_KEY = "nasmt_number"  # Tune config key carrying the Optuna trial number
 
@@ -40,6 +40,8 @@ class SearchConfig:
     qat_steps: int = 0  # quantization-aware fine-tune steps after training (quantized policies)
     measure_latency: bool = False  # measure the artifact's latency in every trial
     storage: str | None = None  # where Ray Tune keeps its files (path or pyarrow URI); default RUN/ray
+    enqueue: tuple[str, ...] = ()  # architectures to evaluate first (arch.json / spec.json / genome files)
+    warm_start: tuple[str, ...] = ()  # earlier runs whose complete trials seed the study
 
     def wants_latency(self, objectives) -> bool:
         """Latency is an objective or a budget: predict it in trials, measure the Pareto set."""

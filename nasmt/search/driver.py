@@ -51,6 +51,14 @@ def prepare(cfg: SearchConfig):
     check_compatible(grammar, suite.is_image, suite.file)
     objectives = parse_objectives(cfg.objectives, suite)
     data = load_data_cached(suite)
+    if cfg.enqueue:
+        from nasmt.search.warm import enqueued_genomes
+
+        enqueued_genomes(cfg.enqueue, grammar, suite, data)  # one line naming the file if one does not fit
+    for r in cfg.warm_start:
+        from nasmt.run import load_run
+
+        load_run(r)
     return grammar, suite, objectives, data
 
 
@@ -193,7 +201,8 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
         ensure_dir(out)
         hold_run_lock(out)  # released by the kernel when this driver dies; resume checks it
         atomic_write_json(out / RUN_FILE, run_record(cfg, grammar, suite, objectives))
-    capacity, tuner = _tuner(cfg, out, grammar, suite, objectives, data, conc, done, failed, say)
+    seeds = ([], []) if resume else _warm_start(cfg, grammar, suite, objectives, data)
+    capacity, tuner = _tuner(cfg, out, grammar, suite, objectives, data, conc, done, failed, say, seeds)
     say(f"nasmt search: {target - done} trial(s) of {suite.name} over {grammar.name}, "
         f"{conc} at a time, objectives {', '.join(o.name + ':' + o.direction for o in objectives)}")
     t0 = time.time()
@@ -224,7 +233,16 @@ def _list_sessions(storage: str):
     return [i for i in infos if i.base_name.startswith("tune-")]
 
 
-def _tuner(cfg, out: Path, grammar, suite, objectives, data, conc: int, done: int, failed: int, say):
+def _warm_start(cfg: SearchConfig, grammar, suite, objectives, data) -> tuple[list, list[dict]]:
+    """(completed trials, genomes to evaluate first): --warm-start runs, then --enqueue files."""
+    from nasmt.search.warm import enqueued_genomes, warm_trials
+
+    budgets = {"max_bytes": cfg.max_bytes, "max_latency_ms": cfg.max_latency_ms}
+    add, genomes = warm_trials(cfg.warm_start, grammar, suite, objectives=objectives, data=data, budgets=budgets)
+    return add, enqueued_genomes(cfg.enqueue, grammar, suite, data) + genomes
+
+
+def _tuner(cfg, out: Path, grammar, suite, objectives, data, conc: int, done: int, failed: int, say, seeds):
     from ray import tune
 
     space = functools.partial(define_space, grammar_text=grammar.text, grammar_file=grammar.file,
@@ -234,7 +252,9 @@ def _tuner(cfg, out: Path, grammar, suite, objectives, data, conc: int, done: in
     session = 1 + sum(1 for p in _list_sessions(storage))
     sampler = make_sampler(cfg.sampler, cfg.seed + RESUME_SEED_STRIDE * (session - 1), cfg.trials, cfg.max_bytes,
                            cfg.max_latency_ms)
-    searcher = NasmtSearcher(StudyAdapter(out, objectives, sampler, space), cfg.trials, cfg.max_failures, done, failed)
+    adapter = StudyAdapter(out, objectives, sampler, space)
+    adapter.seed(*seeds)
+    searcher = NasmtSearcher(adapter, cfg.trials, cfg.max_failures, done, failed)
     ctx = TrialContext.from_config(cfg, grammar, suite, objectives, sink=start_sink(out))
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
                                     {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})

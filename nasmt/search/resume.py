@@ -65,6 +65,7 @@ from nasmt.run.files import trial_numbers_on_disk
 from nasmt.search.config import STUDY_NAME, SearchConfig
 from nasmt.search.lock import hold_run_lock
 from nasmt.search.study import journal_storage
+from nasmt.search.warm import WARM_ATTR
 
 
 def _config(run: dict, out: Path, quiet: bool) -> SearchConfig:
@@ -160,7 +161,9 @@ def reconcile(out: Path, objectives) -> dict:
         stats["torn"] += repair_jsonl_tail(f)
     recs = {r.number: r for r in read_trials(out)}
     study = _load_study(out)
-    jtrials = {t.number: t for t in study.get_trials(deepcopy=False)} if study is not None else {}
+    # trials copied from earlier runs (--warm-start) are not this run's: no record, no folder
+    jtrials = {t.number: t for t in (study.get_trials(deepcopy=False) if study is not None else [])
+               if WARM_ATTR not in t.user_attrs}
     for n in sorted(set(trial_numbers_on_disk(out)) | set(jtrials)):
         state = jtrials[n].state if n in jtrials else None
         rec = recs.get(n)

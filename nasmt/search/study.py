@@ -42,6 +42,11 @@ def make_sampler(name: str, seed: int, trials: int, max_bytes=None, max_latency_
                                              constraints_func=cons)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    if name == "evolution":
+        from nasmt.search.evolution import EvolutionSampler
+
+        return EvolutionSampler(population_size=max(4, min(50, trials // STARTUP_FRACTION)), seed=seed,
+                                constraints_func=cons)
     raise UserError(f"--sampler: unknown sampler {name!r} (choose {', '.join(SAMPLERS)})")
 
 
@@ -62,6 +67,14 @@ class StudyAdapter:
             directions=["minimize" if o.direction == "min" else "maximize" for o in objectives],
         )
         self._open: dict[int, object] = {}  # number -> optuna Trial not told yet
+
+    def seed(self, completed: list, genomes: list[dict]) -> None:
+        """Warm start (nasmt.search.warm): completed trials from earlier runs, then
+        genomes to evaluate first (asked before anything the sampler proposes)."""
+        if completed:
+            self.study.add_trials(completed)
+        for g in genomes:
+            self.study.enqueue_trial(g, skip_if_exists=False)
 
     def ask(self) -> tuple[int, dict]:
         t = self.study.ask()

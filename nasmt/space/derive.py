@@ -163,3 +163,41 @@ def replay(grammar: Grammar, genome: dict, tasks, input_shape, n_outputs) -> Arc
     import optuna
 
     return derive(grammar, optuna.trial.FixedTrial(dict(genome)), tasks, input_shape, n_outputs)
+
+
+class _Strict:
+    """A trial that answers from a genome and refuses anything the grammar would not
+    produce: a missing decision, or a value outside the decision's domain."""
+
+    def __init__(self, genome: dict):
+        self.genome = genome
+
+    def _get(self, name: str):
+        if name not in self.genome:
+            raise ValueError(f"decision {name} is missing")
+        return self.genome[name]
+
+    def suggest_categorical(self, name: str, choices: list):
+        v = self._get(name)
+        if isinstance(v, bool) or v not in choices:
+            raise ValueError(f"decision {name}: {v!r} is not one of {choices}")
+        return v
+
+    def suggest_float(self, name: str, low: float, high: float) -> float:
+        v = self._get(name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:
+            raise ValueError(f"decision {name}: {v!r} is not a number in [{low}, {high}]")
+        return float(v)
+
+
+def check_genome(grammar: Grammar, genome: dict, tasks, input_shape, n_outputs) -> ArchSpec:
+    """The ArchSpec of `genome` if it is exactly a derivation of `grammar` for these
+    tasks (every decision present and in its domain, none left over); else ValueError
+    naming the first offending decision."""
+    if not isinstance(genome, dict):
+        raise ValueError("a genome is a JSON object of decisions")
+    spec = derive(grammar, _Strict(genome), tasks, input_shape, n_outputs)
+    extra = sorted(set(genome) - set(spec.genome_dict))
+    if extra:
+        raise ValueError(f"decision {extra[0]} is not made by this grammar for these tasks")
+    return spec
