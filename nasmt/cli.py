@@ -47,7 +47,14 @@ def _add_search_args(p: argparse.ArgumentParser, quick: bool = False):
     p.add_argument("--max-concurrent", type=int, default=None, help="cap on trials running at once")
     p.add_argument("--trial-timeout", type=float, default=None, help="seconds of training after which a trial fails")
     p.add_argument("--max-failures", type=int, default=10, help="stop the search cleanly after this many failed trials")
-    p.add_argument("--early-stop", action="store_true", help="stop weak trials early (ASHA on validation mean_error)")
+    p.add_argument("--early-stop", action="store_true", help="the same as --scheduler asha")
+    p.add_argument("--scheduler", default="fifo", choices=["fifo", "asha", "mo-asha"],
+                   help="fifo: full budget for every trial; asha: stop weak trials early on validation mean_error; "
+                   "mo-asha: stop early by non-dominated rank over all the objectives")
+    p.add_argument("--final-epochs", type=float, default=None,
+                   help="after the search, retrain every feasible Pareto trial this many epochs (see `nasmt finalize`)")
+    p.add_argument("--min-epochs", type=int, default=1, help="first rung of asha / mo-asha (epochs)")
+    p.add_argument("--reduction-factor", type=float, default=2.0, help="asha / mo-asha: 1/rf of the trials go on at each rung")
     p.add_argument("--max-bytes", type=int, default=None, help="hard budget on the deployed size_bytes (Optuna constraint)")
     p.add_argument("--max-latency-ms", type=float, default=None,
                    help="hard budget on latency (measured if --measure-latency or a latency_ms objective, else predicted)")
@@ -70,7 +77,8 @@ def _search_config(a) -> "SearchConfig":
         epochs=a.epochs, steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
         cpus_per_trial=a.cpus_per_trial, gpus_per_trial=a.gpus_per_trial, address=a.address,
         max_concurrent=a.max_concurrent, trial_timeout=a.trial_timeout, max_failures=a.max_failures,
-        early_stop=a.early_stop, fault=a.fault, quiet=a.quiet,
+        early_stop=a.early_stop, fault=a.fault, quiet=a.quiet, scheduler=a.scheduler, min_epochs=a.min_epochs,
+        reduction_factor=a.reduction_factor, final_epochs=a.final_epochs,
         max_bytes=a.max_bytes, max_latency_ms=a.max_latency_ms, latency_batch=a.latency_batch,
         qat_steps=a.qat_steps, measure_latency=a.measure_latency, storage=a.storage,
         enqueue=tuple(a.enqueue), warm_start=tuple(a.warm_start),
@@ -179,6 +187,16 @@ def cmd_predict(a):
     print(a.out)
 
 
+def cmd_finalize(a):
+    from nasmt.run import load_run
+    from nasmt.search.finalize import finalize_run
+    from nasmt.search.lock import hold_run_lock
+
+    load_run(a.run)  # one line when it is not a run
+    hold_run_lock(Path(a.run))  # not while a search is writing it
+    finalize_run(Path(a.run), a.epochs, say=lambda m: print(m, flush=True))
+
+
 def cmd_dashboard(a):
     from nasmt.report.dashboard import serve
 
@@ -223,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output", "-o", default=None, help="HTML file (default RUN/report.html)")
     r.add_argument("--objectives", default=None, help="objectives to plot (default: the run's)")
     r.set_defaults(fn=cmd_report)
+
+    f = sub.add_parser("finalize", help="retrain a run's feasible Pareto trials at the full budget",
+                       description="Retrain every feasible Pareto trial of RUN from scratch for --epochs on the whole "
+                       "training split; record validation and test metrics as the trial's final record.")
+    f.add_argument("run")
+    f.add_argument("--epochs", type=float, required=True)
+    f.set_defaults(fn=cmd_finalize)
 
     d = sub.add_parser("dashboard", help="serve the live dashboard of runs on 127.0.0.1")
     d.add_argument("runs", nargs="+")

@@ -52,6 +52,7 @@ class TrialRecord:
     trial_id: str | None = None  # Ray Tune's id
     recovered: bool = False  # written by --resume from the trial's own result/error file
     interrupted: bool = False  # running when the driver died: not counted as a failure
+    final: dict | None = None  # the full-budget finish (nasmt finalize): epochs, val metrics, test, weights
     extra: dict = field(default_factory=dict)  # fields this version does not know, kept verbatim
 
     # -- what a record means
@@ -80,6 +81,16 @@ class TrialRecord:
     def genome(self) -> dict:
         return dict((self.spec or {}).get("genome") or {})
 
+    @property
+    def is_finalized(self) -> bool:
+        return bool(self.final)
+
+    @property
+    def best_metrics(self) -> dict:
+        """The metrics to choose by: the full-budget finish's where present (validation
+        metrics of the retrained network, with the same costs), else the search's."""
+        return {**self.metrics, **(self.final or {}).get("metrics", {})}
+
     def value(self, name: str) -> float | None:
         """A finite numeric metric, else None."""
         v = self.metrics.get(name)
@@ -92,7 +103,7 @@ class TrialRecord:
     def to_json(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         d["status"] = self.status.value
-        for k in ("recovered", "interrupted"):
+        for k in ("recovered", "interrupted", "final"):
             if not d[k]:
                 del d[k]
         return {**self.extra, **d}

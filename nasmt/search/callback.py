@@ -3,6 +3,7 @@ one record in trials.jsonl and prints a progress line."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -36,10 +37,11 @@ def record_of(run_dir: Path, number: int, status: TrialStatus, last_result: dict
     if status == TrialStatus.STOPPED and not last_result:  # ended by the search stopping, never reported
         return TrialRecord(number=number, status=TrialStatus.FAILED, error=NEVER_RAN, interrupted=True,
                            spec=read_json(tdir / SPEC_FILE))
-    if status == TrialStatus.STOPPED:
+    if status == TrialStatus.STOPPED:  # its last rung's metrics: validation and costs known by then
         return TrialRecord(
             number=number, status=status, error=STOPPED_EARLY, spec=read_json(tdir / SPEC_FILE),
-            metrics={k: v for k, v in (last_result or {}).items() if k in ("mean_error", "epoch")},
+            metrics={k: v for k, v in (last_result or {}).items() if (k in RUNG_METRICS or _metric_key(k))
+                     and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)},
         )
     own = read_json(tdir / (RESULT_FILE if status == TrialStatus.COMPLETE else ERROR_FILE))
     if isinstance(own, dict):
@@ -53,6 +55,14 @@ def record_of(run_dir: Path, number: int, status: TrialStatus, last_result: dict
         return TrialRecord(number=number, status=TrialStatus.FAILED, error=f"node died: {err}", interrupted=True,
                            spec=read_json(tdir / SPEC_FILE))
     return TrialRecord(number=number, status=TrialStatus.FAILED, error=err, spec=read_json(tdir / SPEC_FILE))
+
+
+RUNG_METRICS = ("mean_error", "epoch", "params", "flops", "size_bytes", "predicted_latency_ms")
+
+
+def _metric_key(k: str) -> bool:
+    """A per-task validation metric (`<ident>.<metric>`, `<ident>.error`)."""
+    return "." in k and not k.startswith(("config", "time", "date"))
 
 
 def fmt(v) -> str:

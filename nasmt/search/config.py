@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from nasmt.errors import UserError
 
+SCHEDULERS = ("fifo", "asha", "mo-asha")  # fifo: every trial gets its full budget
 SAMPLERS = ("tpe", "nsga2", "random", "evolution")
 STUDY_NAME = "nasmt"  # the Optuna study's name inside study.journal
 NUMBER_KEY = "nasmt_number"  # Tune config key carrying the Optuna trial number
@@ -31,7 +32,10 @@ class SearchConfig:
     max_concurrent: int | None = None
     trial_timeout: float | None = None
     max_failures: int = 10
-    early_stop: bool = False
+    early_stop: bool = False  # the v0.1 flag: the same as scheduler="asha"
+    scheduler: str = "fifo"
+    min_epochs: int = 1  # the first rung of asha / mo-asha
+    reduction_factor: float = 2.0  # rungs at min_epochs * rf^k; 1/rf of the trials go on at each
     fault: str | None = None  # fault injection for tests (nasmt.search.faults): KIND@NUMBER[,...]
     quiet: bool = False
     max_bytes: int | None = None  # hard budget on size_bytes (Optuna constraint)
@@ -40,8 +44,15 @@ class SearchConfig:
     qat_steps: int = 0  # quantization-aware fine-tune steps after training (quantized policies)
     measure_latency: bool = False  # measure the artifact's latency in every trial
     storage: str | None = None  # where Ray Tune keeps its files (path or pyarrow URI); default RUN/ray
+    final_epochs: float | None = None  # retrain the feasible Pareto trials this long after the search
     enqueue: tuple[str, ...] = ()  # architectures to evaluate first (arch.json / spec.json / genome files)
     warm_start: tuple[str, ...] = ()  # earlier runs whose complete trials seed the study
+
+    @property
+    def early_scheduler(self) -> str | None:
+        """The early-stopping scheduler in use (asha / mo-asha), or None."""
+        s = "asha" if self.early_stop and self.scheduler == "fifo" else self.scheduler
+        return None if s == "fifo" else s
 
     def wants_latency(self, objectives) -> bool:
         """Latency is an objective or a budget: predict it in trials, measure the Pareto set."""
@@ -87,3 +98,13 @@ def check_config(cfg: SearchConfig) -> None:
     if cfg.qat_steps < 0:
         raise UserError(f"--qat-steps: must be 0 or more (got {cfg.qat_steps})")
     parse_faults(cfg.fault)
+    if cfg.final_epochs is not None:
+        _positive(cfg.final_epochs, "--final-epochs")
+    if cfg.scheduler not in SCHEDULERS:
+        raise UserError(f"--scheduler: unknown scheduler {cfg.scheduler!r} (choose {', '.join(SCHEDULERS)})")
+    _positive(cfg.min_epochs, "--min-epochs", at_least_one=True)
+    if not cfg.reduction_factor > 1:
+        raise UserError(f"--reduction-factor: must be greater than 1 (got {cfg.reduction_factor})")
+    if cfg.scheduler != "fifo" and (cfg.steps is not None or cfg.epochs < 2 * cfg.min_epochs):
+        raise UserError(f"--scheduler {cfg.scheduler}: needs an --epochs budget of at least 2 x --min-epochs "
+                        "(its rungs are epochs)")

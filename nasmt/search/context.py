@@ -50,7 +50,7 @@ class TrialContext:
             objectives=tuple(o.name for o in objectives), epochs=cfg.epochs, steps=cfg.steps,
             batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, threads=max(1, int(cfg.cpus_per_trial)),
             device="cuda" if cfg.gpus_per_trial > 0 else "cpu", trial_timeout=cfg.trial_timeout,
-            early_stop=cfg.early_stop, fault=cfg.fault, max_bytes=cfg.max_bytes, max_latency_ms=cfg.max_latency_ms,
+            early_stop=cfg.early_scheduler is not None, fault=cfg.fault, max_bytes=cfg.max_bytes, max_latency_ms=cfg.max_latency_ms,
             latency_batch=cfg.latency_batch, qat_steps=cfg.qat_steps,
             measure_latency=cfg.measures_latency(objectives), predict_latency=cfg.wants_latency(objectives), sink=sink,
         )

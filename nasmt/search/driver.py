@@ -163,13 +163,21 @@ class CapacityStopper(Stopper):
         return self.lost is not None
 
 
-def _scheduler(cfg: SearchConfig):
-    if not (cfg.early_stop and cfg.steps is None and cfg.epochs >= 2):
+def _scheduler(cfg: SearchConfig, objectives):
+    """asha: ASHA on validation mean_error (Ray's); mo-asha: over all the objectives."""
+    kind = cfg.early_scheduler
+    if kind is None or cfg.steps is not None or cfg.epochs < 2:
         return None
+    if kind == "mo-asha":
+        from nasmt.search.mo_asha import MOASHAScheduler
+
+        return MOASHAScheduler(objectives, max_epochs=int(math.ceil(cfg.epochs)), min_epochs=cfg.min_epochs,
+                               reduction_factor=cfg.reduction_factor)
     from ray.tune.schedulers import ASHAScheduler
 
     return ASHAScheduler(metric="mean_error", mode="min", time_attr="training_iteration",
-                         max_t=int(math.ceil(cfg.epochs)), grace_period=1, reduction_factor=2)
+                         max_t=int(math.ceil(cfg.epochs)), grace_period=cfg.min_epochs,
+                         reduction_factor=cfg.reduction_factor)
 
 
 def _say(quiet: bool):
@@ -208,6 +216,10 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
     t0 = time.time()
     tuner.fit()
     _summary(cfg, out, objectives, time.time() - t0, say)
+    if cfg.final_epochs and not capacity.lost:
+        from nasmt.search.finalize import finalize_run
+
+        finalize_run(out, cfg.final_epochs, say=say)
     if capacity.lost:
         say(f"stopped: {capacity.lost}; continue with `nasmt search --resume {out}` once the cluster has capacity again")
     return out
@@ -258,7 +270,7 @@ def _tuner(cfg, out: Path, grammar, suite, objectives, data, conc: int, done: in
     ctx = TrialContext.from_config(cfg, grammar, suite, objectives, sink=start_sink(out))
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
                                     {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
-    scheduler = _scheduler(cfg)
+    scheduler = _scheduler(cfg, objectives)
     capacity = CapacityStopper(cfg.cpus_per_trial, cfg.gpus_per_trial)
     return capacity, tune.Tuner(
         trainable,

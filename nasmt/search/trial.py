@@ -109,8 +109,7 @@ def _train_and_measure(ctx: TrialContext, number: int, spec, data) -> tuple[Tria
     tc = TrainConfig(epochs=ctx.epochs, steps=ctx.steps, batch_size=ctx.batch_size, lr=ctx.lr, seed=seed,
                      device=ctx.device, time_limit_s=ctx.trial_timeout)
     if ctx.early_stop:
-        hooks.append(_EpochReport(model, ctx, data, {"params": c["params"], "flops": c["flops"]},
-                                  last_epoch=math.ceil(tc.epochs)))
+        hooks.append(_EpochReport(model, ctx, data, static_costs(model, spec, c, ctx), last_epoch=math.ceil(tc.epochs)))
     tr = train(model, ctx.suite, data, tc, hooks=hooks)
     t_eval = time.time()
     metrics = evaluate(model, ctx.suite, data, "val", ctx.device)
@@ -129,6 +128,16 @@ def _train_and_measure(ctx: TrialContext, number: int, spec, data) -> tuple[Tria
         finished_at=time.time(),
     )
     return rec, weights
+
+
+def static_costs(model, spec, c: dict, ctx: TrialContext) -> dict:
+    """Costs known before training (they count from a scheduler's first rung)."""
+    from nasmt import quant as Q
+
+    out = {"params": c["params"], "flops": c["flops"], "size_bytes": Q.size_bytes(model, spec)}
+    if ctx.predict_latency:
+        out["predicted_latency_ms"] = Q.predicted_latency_ms(spec, ctx.latency_batch)
+    return out
 
 
 def quant_metrics(model, spec, data, ctx: TrialContext, seed: int) -> dict:

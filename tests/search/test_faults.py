@@ -152,7 +152,8 @@ def test_record_callback_stopped_and_failed_records(tmp_path):
     rec.on_trial_complete(0, [], _FakeTrial(2, {"mean_error": 0.5, "final": True}, "t2"))
     trials = read_trials(tmp_path)
     assert [(t.number, t.status) for t in trials] == [(0, S), (1, F), (2, F)]
-    assert trials[0].spec == {"genome": {"a": 1}} and trials[0].metrics == {"mean_error": 0.01, "epoch": 1}
+    assert trials[0].spec == {"genome": {"a": 1}}
+    assert trials[0].metrics == {"mean_error": 0.01, "epoch": 1, "params": 1}  # the last rung's metrics
     assert trials[1].error == "ValueError: boom" and trials[1].trial_id == "t1"
     # the stopped trial has the best mean_error there is, yet no Pareto set holds it
     assert pareto_trials(trials, OBJ) == []

@@ -1,0 +1,93 @@
+"""Full-budget finish (`--final-epochs N` on search, `nasmt finalize RUN --epochs N`).
+
+Every feasible Pareto trial of the run is trained again from scratch for N epochs on
+the suite's whole training split (same architecture, batch size, learning rate and
+seed as in the search), then evaluated on validation and test (under its quantization
+policy's simulation, as in the search). The result is stored as the trial's `final`
+record (trials.jsonl keeps one line per trial) with its weights in
+`trials/NNNNN/final.safetensors`. Export `--pick` chooses among finalized trials by
+their final validation metrics when any exist; the report shows both budgets.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from nasmt.run import (
+    TrialRecord,
+    atomic_write_bytes,
+    load_run,
+    objectives_from_run,
+    pareto_trials,
+    read_trials,
+    replace_records,
+    trial_dir,
+)
+
+FINAL_WEIGHTS = "final.safetensors"
+
+
+def _evaluate(model, spec, suite, data, split: str) -> dict:
+    from nasmt import quant as Q
+    from nasmt.train import evaluate
+
+    if Q.is_fp32(spec):
+        return evaluate(model, suite, data, split)
+    with Q.simulate(model, spec, Q.calib_batch(data)):
+        return evaluate(model, suite, data, split)
+
+
+def finalize_trial(rec: TrialRecord, cfg: dict, suite, data, epochs: float, run_dir: Path) -> TrialRecord:
+    import torch
+    from safetensors.torch import save
+
+    from nasmt.model.build import build
+    from nasmt.search.context import SEED_STRIDE
+    from nasmt.space.spec import ArchSpec
+    from nasmt.train import TrainConfig, train
+
+    spec = ArchSpec.from_json(rec.spec)
+    seed = int(cfg.get("seed", 0)) * SEED_STRIDE + rec.number
+    torch.manual_seed(seed)
+    model = build(spec)
+    tr = train(model, suite, data, TrainConfig(epochs=epochs, batch_size=int(cfg.get("batch_size", 128)),
+                                               lr=float(cfg.get("lr", 3e-3)), seed=seed))
+    val = _evaluate(model, spec, suite, data, "val")
+    costs = {k: v for k, v in rec.metrics.items() if k not in val and not isinstance(v, str)}
+    atomic_write_bytes(trial_dir(run_dir, rec.number) / FINAL_WEIGHTS,
+                       save({k: v.contiguous() for k, v in model.state_dict().items()}))
+    final = {
+        "epochs": epochs, "steps": tr["steps"], "train_s": tr["train_time_s"], "weights": FINAL_WEIGHTS,
+        "metrics": {**costs, **val}, "test": _evaluate(model, spec, suite, data, "test"), "finished_at": time.time(),
+    }
+    return replace(rec, final=final)
+
+
+def finalize_run(run_dir: Path, epochs: float, say=print) -> list[TrialRecord]:
+    """Finalize every feasible Pareto trial of a run (see the module docstring)."""
+    from nasmt.data import load_data_cached
+    from nasmt.data.suite import suite_from_json
+    from nasmt.errors import UserError
+
+    if not epochs > 0:
+        raise UserError(f"--epochs: must be positive (got {epochs})")
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    front = pareto_trials(read_trials(run_dir), objectives_from_run(run))
+    if not front:
+        raise UserError(f"{run_dir}: no complete trial within budget to finalize")
+    suite = suite_from_json(run["suite"], file=run.get("suite_file", "<run>"))
+    data = load_data_cached(suite)
+    done = []
+    for rec in front:
+        t0 = time.time()
+        new = finalize_trial(rec, run.get("config", {}), suite, data, epochs, run_dir)
+        replace_records(run_dir, [new])
+        done.append(new)
+        m = new.final["metrics"]
+        say(f"trial {rec.number} finalized ({epochs:g} epochs, {time.time() - t0:.0f} s): val mean_error "
+            f"{rec.metrics.get('mean_error', float('nan')):.4f} -> {m.get('mean_error', float('nan')):.4f}, "
+            f"test mean_error {new.final['test'].get('mean_error', float('nan')):.4f}")
+    return done

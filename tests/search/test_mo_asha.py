@@ -1,0 +1,53 @@
+"""MO-ASHA's rung decision on synthetic results (pure), and the scheduler's rungs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nasmt.run import Objective
+from nasmt.search.mo_asha import MOASHAScheduler, crowding, nondominated_ranks, rung_keeps
+
+SEEN = np.array([[0.30, 100_000.0], [0.35, 90_000.0], [0.32, 120_000.0]])
+
+
+def test_worse_error_but_far_cheaper_survives():
+    assert rung_keeps(np.array([0.60, 1_000.0]), SEEN, 2)
+
+
+def test_dominated_trial_stops():
+    assert not rung_keeps(np.array([0.50, 200_000.0]), SEEN, 2)
+
+
+def test_first_trial_at_a_rung_always_goes_on():
+    assert rung_keeps(np.array([0.9, 1e9]), np.zeros((0, 2)), 3)
+
+
+def test_single_objective_is_plain_asha():
+    seen = np.array([[0.1], [0.2], [0.3]])
+    assert rung_keeps(np.array([0.15]), seen, 2)  # 2nd of 4: within the top ceil(4/2)
+    assert not rung_keeps(np.array([0.25]), seen, 2)  # 3rd of 4
+
+
+def test_objectives_unknown_at_the_rung_are_left_out():
+    seen = np.array([[0.30, np.nan], [0.35, np.nan]])
+    assert rung_keeps(np.array([0.20, 5.0]), seen, 2)
+    assert not rung_keeps(np.array([0.40, 5.0]), seen, 2)
+
+
+def test_crowding_breaks_ties_inside_a_front():
+    front = np.array([[0.0, 1.0], [0.5, 0.5], [0.52, 0.48], [1.0, 0.0]])
+    assert (nondominated_ranks(front) == 0).all()
+    d = crowding(front)
+    assert np.isinf(d[[0, 3]]).all() and d[1] > 0 and d[2] > 0
+    # a crowded newcomer in the middle of an existing front is cut first
+    assert not rung_keeps(np.array([0.51, 0.49]), front, 2)
+
+
+def test_scheduler_rungs_and_decisions():
+    s = MOASHAScheduler([Objective("mean_error", "min"), Objective("params", "min")], max_epochs=8,
+                        min_epochs=1, reduction_factor=2)
+    assert sorted(s.rungs) == [1, 2, 4]
+    res = [{"epoch": 1, "mean_error": e, "params": p} for e, p in [(0.3, 100), (0.2, 50), (0.9, 500)]]
+    assert [s.on_trial_result(None, None, r) for r in res] == ["CONTINUE", "CONTINUE", "STOP"]
+    assert s.on_trial_result(None, None, {"epoch": 3, "mean_error": 1.0, "params": 1e9}) == "CONTINUE"  # no rung
+    assert s.on_trial_result(None, None, {"epoch": 8, "final": True}) == "CONTINUE"
