@@ -128,7 +128,7 @@ def main():
         "suite": suite.name,
         "budget": {"epochs": cfg["epochs"], "n_train": int(data.x["train"].shape[0]), "n_test": int(data.x["test"].shape[0])},
         "search": {"trials": len(trials), "wall_s": round(search_wall, 1) if search_wall else None,
-                   "sum_trial_s": round(sum(t["timings"]["total_s"] for t in trials), 1)},
+                   "sum_trial_s": round(sum(t.timings["total_s"] for t in trials), 1)},
         "picks": picks,
         "baseline_shared_trunk": baseline,
         "plain_loop_s": round(plain_s, 1),

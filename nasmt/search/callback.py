@@ -42,6 +42,8 @@ def record_of(run_dir: Path, number: int, status: TrialStatus, last_result: dict
             number=number, status=status, error=STOPPED_EARLY, spec=read_json(tdir / SPEC_FILE),
             metrics={k: v for k, v in (last_result or {}).items() if (k in RUNG_METRICS or _metric_key(k))
                      and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)},
+            # the compute it used until it was stopped (Tune's clock of the trial)
+            timings={"total_s": float(last_result.get("time_total_s", 0.0))},
         )
     own = read_json(tdir / (RESULT_FILE if status == TrialStatus.COMPLETE else ERROR_FILE))
     if isinstance(own, dict):

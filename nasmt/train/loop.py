@@ -2,10 +2,11 @@
 
 AdamW on the multi-task loss (`nasmt.train.losses`); the train split lives on the
 device as tensors and minibatches are index slices. Seeds and devices are arguments.
-On CUDA the forward runs under bf16 autocast. A non-finite loss or a run past its time
-limit raises TrialError. Searches train with the defaults (OneCycle schedule, one
-permutation per epoch); quantization-aware fine-tuning (`nasmt.quant.finetune`) runs the
-same loop with a constant rate, i.i.d. batches, frozen BatchNorm and a forward hook.
+On CUDA the forward runs under bf16 autocast (unless `bf16=False`). A non-finite loss or
+a run past its time limit raises TrialError. Searches train with the defaults (OneCycle
+schedule, one permutation per epoch); quantization-aware fine-tuning
+(`nasmt.quant.finetune`) runs the same loop with a constant rate, i.i.d. batches, frozen
+BatchNorm and a forward hook.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class TrainConfig:
     schedule: str = "onecycle"  # "onecycle": warm up to lr, then anneal; "constant": lr throughout
     sampling: str = "epochs"  # "epochs": a fresh permutation per epoch; "random": i.i.d. batches
     freeze_bn: bool = False  # train in eval mode: BatchNorm statistics frozen, dropout off
+    bf16: bool = True  # on CUDA, run the forward under bf16 autocast (no effect on CPU: always fp32)
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -130,7 +132,7 @@ def train(model: torch.nn.Module, suite: TaskSuite, data, cfg: TrainConfig, hook
     loss_val = float("nan")
     for step in range(1, total + 1):
         idx = next(batches)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16 and dev.type == "cuda"):
             out = forward(model, x[idx])
         loss, _ = task_losses(suite, data, out, {k: v[idx] for k, v in ys.items()})
         opt.zero_grad(set_to_none=True)
