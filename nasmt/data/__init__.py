@@ -9,6 +9,11 @@
   ``x[split]`` is float32 (N, D): standardized numeric columns and one-hot categoricals,
   named in ``feature_names``.
 
+``PreparedData.preprocessing`` is what was fitted on the train split (feature order,
+means and standard deviations, vocabularies, class labels, regression target scaling;
+for images the pixel scale): plain data, JSON round-trippable, and the one encoder of
+raw inputs (:mod:`nasmt.data.encoding`), which an export copies into its ``model.py``.
+
 The splits depend only on the suite (its data file and ``split_seed`` option), never on
 the ``seed`` argument, so every trial of a run sees the same examples, byte for byte.
 Problems with the data raise :class:`nasmt.errors.DataError` with a one-line message
@@ -24,13 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
-from nasmt.errors import DataError
-from nasmt.data.splits import SPLITS
+from nasmt.data.encoding import encode_images
 from nasmt.data.prepared import PreparedData
+from nasmt.data.preprocessing import IMAGE, Preprocessing, TaskCoding
+from nasmt.data.splits import SPLITS
 from nasmt.data.suite import TaskSuite
+from nasmt.errors import DataError
 
 __all__ = [
     "PreparedData",
+    "Preprocessing",
     "load_data",
     "load_data_cached",
     "data_fingerprint",
@@ -67,28 +75,23 @@ def _load_images(suite: TaskSuite) -> PreparedData:
     split_seed = int(opts.get("split_seed", 0))
     val_fraction = float(opts.get("val_fraction", 0.1))
     arrs = im.load_composites(src, split_seed, val_fraction, where=f"{f}: data.source: {src}")
+    names = {"left": im.DIGITS, "right": im.DIGITS if src == "multimnist" else im.FASHION}
+    pre = Preprocessing(
+        IMAGE, (1, im.SIZE, im.SIZE), tuple(TaskCoding(t.ident, t.kind, tuple(names[t.target])) for t in suite.tasks),
+        pixel_scale=im.PIXEL_SCALE,
+    )
     x, y, idx = {}, {}, {}
     for s in SPLITS:
         n = len(arrs[f"{s}_left"])
         cap = opts.get(f"n_{s}")
         if cap is not None:
             n = min(n, int(cap))
-        x[s] = (arrs[f"{s}_x"][:n].astype(np.float32) / np.float32(255.0))[:, None, :, :]
+        x[s] = encode_images(pre.to_json(), arrs[f"{s}_x"][:n])  # the one encoder (also the export's)
         y[s] = {t.ident: np.ascontiguousarray(arrs[f"{s}_{t.target}"][:n]) for t in suite.tasks}
         idx[s] = {
             k: np.ascontiguousarray(arrs[f"{s}_{k}_idx"][:n]) for k in ("left", "right") if f"{s}_{k}_idx" in arrs
         }
-    names = {"left": im.DIGITS, "right": im.DIGITS if src == "multimnist" else im.FASHION}
-    return PreparedData(
-        x=x,
-        y=y,
-        input_shape=(1, im.SIZE, im.SIZE),
-        n_outputs={t.ident: 10 for t in suite.tasks},
-        class_labels={t.ident: list(names[t.target]) for t in suite.tasks},
-        feature_names=[],
-        target_stats={},
-        meta={"source": src, "source_index": idx},
-    )
+    return PreparedData(x=x, y=y, preprocessing=pre, meta={"source": src, "source_index": idx})
 
 
 def data_fingerprint(suite: TaskSuite) -> str:

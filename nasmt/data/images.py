@@ -44,6 +44,7 @@ GENERATOR_VERSION = 1
 CANVAS = 36
 SIZE = 28
 MAX_SHIFT = 4
+PIXEL_SCALE = 255.0  # uint8 pixels / PIXEL_SCALE = model inputs in [0, 1]
 DIGITS = [str(i) for i in range(10)]
 FASHION = [
     "T-shirt/top",

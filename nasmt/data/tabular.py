@@ -11,18 +11,21 @@ Reading
 
 Columns
     Features are ``data.features`` or every column that is no task's target.
-    Categorical features are ``data.categorical`` or, when that is not given, the
-    features of object / string / category / bool dtype. Categoricals are one-hot
-    encoded over the sorted values seen in the training split (a value not seen there,
-    or a missing value, encodes as all zeros; names ``"col=value"``). Numeric features
-    are standardized with the training mean and std (std 0 -> 1), missing values are
-    imputed with the training mean (i.e. 0 after standardizing; an all-missing column
-    becomes all zeros).
+    Categorical features are those listed in ``data.categorical`` (which may name
+    numeric columns, e.g. codes) plus every other feature of object / string /
+    category / bool dtype: a partial list never turns a text column into an error.
+    Categoricals are one-hot encoded over the sorted values seen in the training split,
+    matched by their text (``encoding.category_key``: 3, 3.0 and "3" are one value; a
+    value not seen there, or a missing value, encodes as all zeros; names
+    ``"col=value"``). Numeric features are standardized with the training mean and std
+    (std 0 -> 1), missing values are imputed with the training mean (i.e. 0 after
+    standardizing; an all-missing column becomes all zeros). The fitted encoding is the
+    data's ``Preprocessing``; its ``encode`` makes the arrays (and an export's inputs).
 
 Targets
     Rows where any task's target is missing are dropped before splitting.
     * multiclass: class index over the sorted distinct values of the whole column
-      (integral floats are shown as integers in ``class_labels``).
+      (labels as ``encoding.category_key`` text: integral floats show as integers).
     * binary: 0/1. With ``positive`` set, rows equal to it are 1 and all others 0 (the
       value must occur). Without it the column must hold exactly two values (0/1,
       False/True, or two strings); the sorted-second one is positive.
@@ -43,19 +46,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nasmt.errors import DataError
+from nasmt.data.encoding import category_key, numbers
+from nasmt.data.prepared import PreparedData
+from nasmt.data.preprocessing import CATEGORICAL, NUMERIC, TABULAR, Column, Preprocessing, TaskCoding
+from nasmt.data.splits import SPLITS
 from nasmt.data.suite import TaskSuite
+from nasmt.errors import DataError
+
+SHOWN_COLUMNS = 12  # column names listed in an error message before "..."
+MIN_STD = 1e-12  # a numeric column whose train std is below this is constant: std 1 instead
 
 
-def _fmt(v) -> str:
-    if isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer():
-        return str(int(v))
-    if isinstance(v, (np.generic,)):
-        v = v.item()
-    return str(v)
-
-
-def _list(cols, limit: int = 12) -> str:
+def _list(cols, limit: int = SHOWN_COLUMNS) -> str:
     cols = [str(c) for c in cols]
     s = ", ".join(cols[:limit])
     return s + (f", ... ({len(cols)} in all)" if len(cols) > limit else "")
@@ -151,25 +153,53 @@ def split_indices(n: int, opts: dict) -> dict[str, np.ndarray]:
     return out
 
 
-def load_tabular(suite: TaskSuite):
-    from nasmt.data.prepared import PreparedData
-
+def load_tabular(suite: TaskSuite) -> PreparedData:
     f = suite.file
     df, blocks = _read(suite)
     fname = Path(suite.data.path).name
+    feats, cats = _columns(suite, df, blocks, fname)
+    df = _usable_rows(suite, df, fname)
+    y_all, codings = _targets(suite, df)
+    idx = split_indices(len(df), suite.data.options)
+    if len(idx["train"]) < 1:
+        raise DataError(
+            f"{f}: data.path: {fname} has only {len(df)} usable rows; too few for train/val/test splits"
+        )
+    columns = _fit_columns(df, feats, cats, idx["train"])
+    if not sum(len(c.feature_names()) for c in columns):
+        raise DataError(f"{f}: data.features: the features encode to zero columns (no categories in the training rows)")
+    y = {s: {k: np.ascontiguousarray(a[idx[s]]) for k, a in y_all.items()} for s in SPLITS}
+    tasks = []
+    for t in codings:
+        if t.kind == "regression":
+            a = y["train"][t.ident].astype(np.float64)
+            t = TaskCoding(t.ident, t.kind, mean=float(a.mean()), std=float(a.std()) if a.std() > 0 else 1.0)
+        tasks.append(t)
+    n_features = sum(len(c.feature_names()) for c in columns)
+    pre = Preprocessing(TABULAR, (n_features,), tuple(tasks), columns)
+    x_all, _ = pre.encode(df, where=f"{f}: data.path: {fname}")  # the one encoder (also the export's)
+    return PreparedData(
+        x={s: np.ascontiguousarray(x_all[idx[s]]) for s in SPLITS},
+        y=y,
+        preprocessing=pre,
+        meta={"source": suite.data.source, "rows": {s: idx[s].copy() for s in SPLITS}, "n_rows": len(df)},
+    )
+
+
+def _columns(suite: TaskSuite, df: pd.DataFrame, blocks: dict[str, list[str]], fname: str) -> tuple[list[str], set[str]]:
+    """(feature columns in order, the categorical ones): `data.features` or every
+    non-target column; categoricals are those listed in `data.categorical` plus every
+    other feature of object / string / category / bool dtype."""
+    f = suite.file
     columns = list(df.columns)
     block_cols = {c for names in blocks.values() for c in names}
     visible = [c for c in columns if c not in block_cols] + list(blocks)  # names a user may write
-
-    # --- targets exist
     for i, t in enumerate(suite.tasks):
         if t.target in blocks:
             raise DataError(f"{f}: tasks[{i}].target: {t.target!r} in {fname} is a 2-D feature block, not a column")
         if t.target not in df.columns:
             raise DataError(f"{f}: tasks[{i}].target: column {t.target!r} not in {fname} (columns: {_list(visible)})")
     targets = {t.target for t in suite.tasks}
-
-    # --- features
     if suite.data.features is not None:
         feats: list[str] = []
         for c in suite.data.features:
@@ -186,35 +216,29 @@ def load_tabular(suite: TaskSuite):
     feats = list(dict.fromkeys(feats))
     if not feats:
         raise DataError(f"{f}: data.features: no feature columns left in {fname} (every column is a task target)")
+    cats: set[str] = set()
+    for c in suite.data.categorical or ():
+        if c in blocks or c in block_cols:
+            raise DataError(f"{f}: data.categorical: {c!r} is a numeric 2-D block in {fname}; it cannot be categorical")
+        if c not in feats:
+            where = "is not a feature" if c in df.columns else f"not in {fname}"
+            raise DataError(f"{f}: data.categorical: column {c!r} {where} (features: {_list(feats)})")
+        cats.add(c)
+    for c in feats:
+        if c in cats:
+            continue
+        if _is_categorical_dtype(df[c]):
+            cats.add(c)
+        elif not _is_numeric(df[c]):
+            raise DataError(
+                f"{f}: data.features: column {c!r} has unsupported type {df[c].dtype} (numbers or categories only)"
+            )
+    return feats, cats
 
-    # --- categorical
-    if suite.data.categorical is not None:
-        cats = []
-        for c in suite.data.categorical:
-            if c in blocks or c in block_cols:
-                raise DataError(f"{f}: data.categorical: {c!r} is a numeric 2-D block in {fname}; it cannot be categorical")
-            if c not in feats:
-                where = "is not a feature" if c in df.columns else f"not in {fname}"
-                raise DataError(f"{f}: data.categorical: column {c!r} {where} (features: {_list(feats)})")
-            cats.append(c)
-        cats_set = set(cats)
-        for c in feats:
-            if c not in cats_set and not _is_numeric(df[c]):
-                raise DataError(
-                    f"{f}: data.categorical: column {c!r} holds non-numeric values ({df[c].dtype}); "
-                    "list it in data.categorical or drop it from data.features"
-                )
-    else:
-        cats_set = set()
-        for c in feats:
-            if _is_categorical_dtype(df[c]):
-                cats_set.add(c)
-            elif not _is_numeric(df[c]):
-                raise DataError(
-                    f"{f}: data.features: column {c!r} has unsupported type {df[c].dtype} (numbers or categories only)"
-                )
 
-    # --- drop rows with a missing target
+def _usable_rows(suite: TaskSuite, df: pd.DataFrame, fname: str) -> pd.DataFrame:
+    """`df` without the rows where a task's target is missing (or not finite)."""
+    f = suite.file
     keep = np.ones(len(df), dtype=bool)
     for t in suite.tasks:
         keep &= df[t.target].notna().to_numpy()
@@ -229,116 +253,77 @@ def load_tabular(suite: TaskSuite):
     df = df.loc[keep].reset_index(drop=True)
     if len(df) == 0:
         raise DataError(f"{f}: data.path: {fname} has no usable rows (every row is missing a task target)")
+    return df
 
-    # --- encode targets (whole column)
+
+def _targets(suite: TaskSuite, df: pd.DataFrame) -> tuple[dict[str, np.ndarray], list[TaskCoding]]:
+    """Every task's targets over the whole column, and its coding (class labels; the
+    regression statistics are filled in from the train split later)."""
     y_all: dict[str, np.ndarray] = {}
-    n_outputs: dict[str, int] = {}
-    class_labels: dict[str, list[str]] = {}
+    codings: list[TaskCoding] = []
     for i, t in enumerate(suite.tasks):
         col = df[t.target]
-        where = f"{f}: tasks[{i}]"
+        where = f"{suite.file}: tasks[{i}]"
         if t.kind == "regression":
             y_all[t.ident] = col.to_numpy(dtype=np.float64).astype(np.float32)
-            n_outputs[t.ident] = 1
+            codings.append(TaskCoding(t.ident, t.kind))
             continue
         vals = _values(col)
         if len(vals) < 2:
-            only = _fmt(vals[0]) if len(vals) else "nothing"
+            only = category_key(vals[0]) if len(vals) else "nothing"
             raise DataError(f"{where}.target: column {t.target!r} has a single class ({only}); nothing to learn")
         obj = col.to_numpy(dtype=object)
         if t.kind == "multiclass":
             lookup = {_key(v): k for k, v in enumerate(vals.tolist())}
             y_all[t.ident] = np.asarray([lookup[_key(v)] for v in obj.tolist()], dtype=np.int64)
-            n_outputs[t.ident] = len(vals)
-            class_labels[t.ident] = [_fmt(v) for v in vals]
-        else:  # binary
-            if t.positive is not None:
-                pos = t.positive
-                mask = _equals(obj, pos)
-                if not mask.any():
-                    raise DataError(
-                        f"{where}.positive: value {pos!r} does not occur in column {t.target!r} "
-                        f"(values: {_list([_fmt(v) for v in vals])})"
-                    )
-                others = [v for v in vals.tolist() if not _equals(np.asarray([v], dtype=object), pos)[0]]
-                neg = _fmt(others[0]) if len(others) == 1 else f"not {_fmt(pos)}"
-                class_labels[t.ident] = [neg, _fmt(pos)]
-            else:
-                if len(vals) != 2:
-                    raise DataError(
-                        f"{where}.target: binary target {t.target!r} has {len(vals)} values "
-                        f"({_list([_fmt(v) for v in vals], 6)}); set tasks[{i}].positive or use kind = \"multiclass\""
-                    )
-                pos = vals[1]
-                mask = np.asarray([v == pos for v in obj.tolist()], dtype=bool)
-                class_labels[t.ident] = [_fmt(vals[0]), _fmt(vals[1])]
-            y_all[t.ident] = mask.astype(np.float32)
-            n_outputs[t.ident] = 1
-
-    # --- split
-    idx = split_indices(len(df), suite.data.options)
-    if len(idx["train"]) < 1:
-        raise DataError(
-            f"{f}: data.path: {fname} has only {len(df)} usable rows; too few for train/val/test splits"
-        )
-
-    # --- encode features with train statistics
-    tr = idx["train"]
-    blocks_out: dict[str, list[np.ndarray]] = {s: [] for s in idx}
-    names: list[str] = []
-    for c in feats:
-        col = df[c]
-        if c in cats_set:
-            train_vals = _values(col.iloc[tr])
-            keys = [_key(v) for v in train_vals.tolist()]
-            pos_of = {k: j for j, k in enumerate(keys)}
-            codes = np.asarray(
-                [pos_of.get(_key(v), -1) if not _isna(v) else -1 for v in col.to_numpy(dtype=object).tolist()],
-                dtype=np.int64,
-            )
-            names += [f"{c}={_fmt(v)}" for v in train_vals.tolist()]
-            for s, ix in idx.items():
-                oh = np.zeros((len(ix), len(keys)), dtype=np.float32)
-                cs = codes[ix]
-                ok = cs >= 0
-                oh[np.flatnonzero(ok), cs[ok]] = 1.0
-                blocks_out[s].append(oh)
+            labels = [category_key(v) for v in vals]
         else:
-            v = col.to_numpy(dtype=np.float64, na_value=np.nan)
-            v = np.where(np.isfinite(v), v, np.nan)
-            t = v[tr]
-            finite = t[~np.isnan(t)]
-            mean = float(finite.mean()) if len(finite) else 0.0
-            std = float(finite.std()) if len(finite) else 1.0
-            if not (std > 1e-12 and math.isfinite(std)):
-                std = 1.0
-            z = (np.where(np.isnan(v), mean, v) - mean) / std
-            names.append(c)
-            for s, ix in idx.items():
-                blocks_out[s].append(z[ix].astype(np.float32)[:, None])
-    x = {
-        s: (np.concatenate(b, axis=1) if b else np.zeros((len(idx[s]), 0), np.float32)).astype(np.float32)
-        for s, b in blocks_out.items()
-    }
-    x = {s: np.ascontiguousarray(x[s]) for s in ("train", "val", "test")}
-    if x["train"].shape[1] == 0:
-        raise DataError(f"{f}: data.features: the features encode to zero columns (no categories in the training rows)")
-    y = {s: {k: np.ascontiguousarray(a[idx[s]]) for k, a in y_all.items()} for s in ("train", "val", "test")}
-    target_stats = {}
-    for t in suite.tasks:
-        if t.kind == "regression":
-            a = y["train"][t.ident].astype(np.float64)
-            target_stats[t.ident] = (float(a.mean()), float(a.std()) if a.std() > 0 else 1.0)
-    return PreparedData(
-        x=x,
-        y=y,
-        input_shape=(x["train"].shape[1],),
-        n_outputs=n_outputs,
-        class_labels=class_labels,
-        feature_names=names,
-        target_stats=target_stats,
-        meta={"source": suite.data.source, "rows": {s: idx[s].copy() for s in ("train", "val", "test")}, "n_rows": len(df)},
-    )
+            mask, labels = _binary(t, i, where, vals, obj)
+            y_all[t.ident] = mask.astype(np.float32)
+        codings.append(TaskCoding(t.ident, t.kind, tuple(labels)))
+    return y_all, codings
+
+
+def _binary(t, i: int, where: str, vals: np.ndarray, obj: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """(positive-row mask, [negative label, positive label]) of a binary task."""
+    if t.positive is not None:
+        pos = t.positive
+        mask = _equals(obj, pos)
+        if not mask.any():
+            raise DataError(
+                f"{where}.positive: value {pos!r} does not occur in column {t.target!r} "
+                f"(values: {_list([category_key(v) for v in vals])})"
+            )
+        others = [v for v in vals.tolist() if not _equals(np.asarray([v], dtype=object), pos)[0]]
+        neg = category_key(others[0]) if len(others) == 1 else f"not {category_key(pos)}"
+        return mask, [neg, category_key(pos)]
+    if len(vals) != 2:
+        raise DataError(
+            f"{where}.target: binary target {t.target!r} has {len(vals)} values "
+            f"({_list([category_key(v) for v in vals], 6)}); set tasks[{i}].positive or use kind = \"multiclass\""
+        )
+    pos = vals[1]
+    return np.asarray([v == pos for v in obj.tolist()], dtype=bool), [category_key(vals[0]), category_key(vals[1])]
+
+
+def _fit_columns(df: pd.DataFrame, feats: list[str], cats: set[str], train: np.ndarray) -> tuple[Column, ...]:
+    """Each feature's encoding, fitted on the train rows: a categorical's vocabulary is
+    its sorted distinct training values; a numeric column's mean and std (0 -> 1) are
+    over its finite training values (none: mean 0, std 1)."""
+    out = []
+    for c in feats:
+        if c in cats:
+            keys = [category_key(v) for v in _values(df[c].iloc[train]).tolist()]
+            out.append(Column(c, CATEGORICAL, values=tuple(dict.fromkeys(keys))))
+            continue
+        t = numbers(df[c], c)[train]
+        finite = t[~np.isnan(t)]
+        mean = float(finite.mean()) if len(finite) else 0.0
+        std = float(finite.std()) if len(finite) else 1.0
+        if not (std > MIN_STD and math.isfinite(std)):
+            std = 1.0
+        out.append(Column(c, NUMERIC, mean=mean, std=std))
+    return tuple(out)
 
 
 def _isna(v) -> bool:
@@ -372,6 +357,6 @@ def _equals(obj: np.ndarray, pos) -> np.ndarray:
             return isinstance(v, (int, float)) and isinstance(pos, (int, float)) and v == pos
         if isinstance(pos, (int, float)) and isinstance(v, (int, float)):
             return v == pos
-        return _fmt(v) == _fmt(pos) if not isinstance(v, str) or not isinstance(pos, str) else v == pos
+        return category_key(v) == category_key(pos) if not isinstance(v, str) or not isinstance(pos, str) else v == pos
 
     return np.asarray([same(v) for v in obj.tolist()], dtype=bool)

@@ -30,8 +30,11 @@ def _task_rows(arch: dict, suite, spec: ArchSpec) -> str:
 
 def _inputs(spec: ArchSpec) -> str:
     if len(spec.input_shape) == 3:
-        return f"images {tuple(spec.input_shape)} in [0, 1]"
-    return "vectors of the encoded features listed in arch.json (standardized numerics, one-hot categoricals)"
+        return (f"images {tuple(spec.input_shape)} in [0, 1]; `model.predict(images)` takes raw uint8 images "
+                "and `nasmt predict EXPORT --input images.npy --out preds.csv` a .npy file of them")
+    return ("vectors of the encoded features listed in arch.json (standardized numerics, one-hot categoricals); "
+            "`model.predict(rows)` takes raw records (CSV path, DataFrame, list of dicts) and encodes them with "
+            "`preprocessing.json`, as `nasmt predict EXPORT --input new.csv --out preds.csv` does")
 
 
 def model_card(arch: dict, suite, spec: ArchSpec, command: str, artifacts: dict[str, str]) -> str:
@@ -60,7 +63,7 @@ Whole model: {arch['cost']['params']:,} parameters, {arch['cost']['flops']:,} FL
 {qline}
 Artifacts:
 {arts}
-- `tasks/<task>/`: the trunk prefix and branch one task needs (model.py + weights)
+- `tasks/<task>/`: the trunk prefix and branch one task needs (model.py + weights + preprocessing.json)
 - `arch.json`: the ArchSpec, task names/classes, metrics
 
 Reproduce: `{command}`

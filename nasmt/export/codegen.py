@@ -1,17 +1,22 @@
 """The standalone `model.py` of an export: plain PyTorch that never imports nasmt.
 
 Its classes are the builder's own (their source is copied from `nasmt/model/ops.py` with
-`inspect`), so the exported module reproduces the trained model exactly. Task names
-from user files never become code: only their sanitized identifiers appear, as string
-literals; the original names live in arch.json.
+`inspect`), so the exported module reproduces the trained model exactly; likewise its
+`predict(rows)` runs the training data's own encoder and output decoder (the body of
+`nasmt/data/encoding.py`, copied) with the suite's fitted `preprocessing.json`. Task
+names from user files never become code: only their sanitized identifiers appear, as
+string literals; the original names live in arch.json.
 """
 
 from __future__ import annotations
 
+import ast
 import inspect
 
 from torch import nn
 
+from nasmt.data import encoding
+from nasmt.data.encoding import PREPROCESSING_FILE
 from nasmt.model import ops as O
 from nasmt.run import WEIGHTS_FILE
 from nasmt.space.spec import ArchSpec
@@ -57,6 +62,16 @@ def _seq_src(seq: nn.Sequential, indent: str) -> str:
     return f"nn.Sequential(\n{inner}{indent})"
 
 
+def runtime_source() -> str:
+    """`nasmt/data/encoding.py` without its docstring: the code model.py's `predict` runs."""
+    src = inspect.getsource(encoding)
+    doc_end = ast.parse(src).body[0].end_lineno
+    body = "\n".join(src.splitlines()[doc_end:]).strip()
+    if "nasmt" in body:  # the copied code must stand alone (see the module's docstring)
+        raise ValueError("nasmt/data/encoding.py mentions its package below its docstring")
+    return body + "\n"
+
+
 def generate_source(model: O.MultiTaskNet, spec: ArchSpec, title: str) -> str:
     """`model.py` for `model` (built from `spec`); `title` must be safe docstring text."""
     for t in model.branches:
@@ -75,11 +90,17 @@ Plain PyTorch: this file does not import nasmt. Usage:
 
     import model
     net = model.load()                  # weights from {WEIGHTS_FILE} beside this file
-    out = net(torch.zeros(1, *model.INPUT_SHAPE))   # -> {{task: logits}}
+    out = net(torch.zeros(1, *model.INPUT_SHAPE))   # -> {{task: raw outputs}}
+    preds = model.predict("new.csv")    # raw records -> {{task: labels, probabilities or values}}
 
-Task identifiers, their original names, classes and metrics are in arch.json.
+`predict` takes a CSV path, a pandas DataFrame or a list of dicts (image models: uint8
+images (N, H, W) or float ones in [0, 1], or a .npy path) and encodes them exactly as
+the training data was ({PREPROCESSING_FILE} beside this file). CSV files are read with
+pandas when it is importable (as in training), else with the csv module. Task
+identifiers, their original names, classes and metrics are in arch.json.
 """
 
+import json
 from pathlib import Path
 
 import torch
@@ -108,4 +129,24 @@ def load(weights=None, device="cpu"):
     path = Path(weights) if weights else Path(__file__).with_name({WEIGHTS_FILE!r})
     net.load_state_dict(load_file(str(path), device=str(device)))
     return net.to(device).eval()
+
+
+# ---------------------------------------------------------------------------- raw inputs
+# The training data's own encoder and output decoder, driven by {PREPROCESSING_FILE}.
+
+{runtime_source()}
+
+def preprocessing(path=None):
+    """The fitted input encoding and output decoding ({PREPROCESSING_FILE} beside this file)."""
+    path = Path(path) if path else Path(__file__).with_name({PREPROCESSING_FILE!r})
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def predict(rows, net=None):
+    """Per-task predictions for raw inputs (see the top of this file): multiclass
+    {{"label", "probabilities" (N, K), "classes"}}, binary {{"label", "probability" (of
+    the positive class), "positive"}}, regression {{"value"}} in the target's units.
+    Unseen categories encode as all zeros (one UnseenCategoryWarning counts them); a
+    missing column raises InputError."""
+    return predict_rows(net if net is not None else load(), preprocessing(), rows)
 '''

@@ -1,9 +1,10 @@
 """Write an export folder for one trial of a run:
 
     model.py, weights.safetensors   plain PyTorch (see `codegen`) and the trained weights
+    preprocessing.json              the data's fitted encoding: model.py's predict(rows) on raw inputs
     model.onnx                      ONNX, checked against torch with onnxruntime
     model.pt2                       a `torch.export` program (`torch.export.load`)
-    tasks/<task>/                   model.py + weights of the trunk prefix and branch one task needs
+    tasks/<task>/                   model.py + weights + preprocessing of the trunk prefix and branch one task needs
     model_quant.onnx, ...           the quantized artifact, when the spec has a quantization policy
     arch.json, MODEL_CARD.md        the ArchSpec, task names/classes, metrics; the card
 
@@ -23,7 +24,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from nasmt.data import PreparedData, load_data
+from nasmt.data import PreparedData, Preprocessing, load_data
+from nasmt.data.encoding import PREPROCESSING_FILE
 from nasmt.data.suite import suite_from_json
 from nasmt.errors import RunDirError, UserError
 from nasmt.export.card import CARD_FILE, model_card
@@ -33,7 +35,7 @@ from nasmt.model import ops as O
 from nasmt.model.build import build
 from nasmt.model.cost import cost
 from nasmt.quant import export_quantized, is_fp32, policy_summary, torch_to_onnx
-from nasmt.run import WEIGHTS_FILE, atomic_write_json, atomic_write_text, load_run, trial_dir
+from nasmt.run import WEIGHTS_FILE, atomic_write_json, atomic_write_text, load_run, read_json, trial_dir
 from nasmt.space.spec import ArchSpec
 from nasmt.train import TrainConfig, evaluate, train
 
@@ -59,13 +61,14 @@ def export_run(
     quantized: bool = True,
     onnx: bool = True,
     seed: int = 0,
+    force: bool = False,
 ) -> Path:
-    """Export trial `trial` (or the `pick`, see `choose_trial`) of `run_dir` into `out`."""
+    """Export trial `trial` (or the `pick`, see `choose_trial`) of `run_dir` into `out`
+    (a new or empty folder, an earlier export, or with `force` any folder)."""
     run_dir, out = Path(run_dir), Path(out)
     if retrain_epochs is not None and not retrain_epochs > 0:
         raise UserError(f"--retrain-epochs: must be positive (got {retrain_epochs})")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a directory")
+    _check_out(out, force)
     run = load_run(run_dir)
     rec = choose_trial(run_dir, trial, pick, objectives)
     spec = ArchSpec.from_json(rec.spec)
@@ -75,7 +78,7 @@ def export_run(
     out.mkdir(parents=True, exist_ok=True)
     title = f"nasmt export of trial {rec.number} from run {safe_doc(run_dir.name)}"
     x = torch.from_numpy(np.ascontiguousarray(data.x["val"][:CHECK_EXAMPLES]))
-    artifacts, onnx_info = _write_full(out, model, spec, x, title, onnx)
+    artifacts, onnx_info = _write_full(out, model, spec, data.preprocessing, x, title, onnx)
     arch = {
         "nasmt_export": EXPORT_FORMAT,
         "run": str(run_dir.resolve()),
@@ -90,7 +93,7 @@ def export_run(
         "test_metrics": evaluate(model, suite, data, "test"),
         "cost": {k: v for k, v in cost(model, spec.input_shape).items() if k in ("params", "flops", "tasks")},
         "onnx": onnx_info,
-        "per_task": _write_tasks(out, model, spec, x, title),
+        "per_task": _write_tasks(out, model, spec, data.preprocessing, x, title),
         "quantized": quantized_artifact(model, spec, suite, data, out) if quantized else None,
         "retrained_epochs": retrain_epochs,
         "retrain": retrain,
@@ -102,6 +105,21 @@ def export_run(
         command += ["--retrain-epochs", f"{retrain_epochs:g}"]
     atomic_write_text(out / CARD_FILE, model_card(arch, suite, spec, shlex.join(command), artifacts))
     return out
+
+
+def is_export(folder: Path) -> bool:
+    """Whether `folder` holds an export (its arch.json says so)."""
+    arch = read_json(folder / ARCH_FILE)
+    return isinstance(arch, dict) and "nasmt_export" in arch
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """`--out` may be new, empty, an earlier export (rewritten), or anything with --force."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
+    if not force and out.is_dir() and any(out.iterdir()) and not is_export(out):
+        raise UserError(f"--out {out}: folder is not empty and holds no earlier nasmt export; "
+                        "pass --force to write into it anyway")
 
 
 def _trained_model(run_dir: Path, run: dict, number: int, spec: ArchSpec, suite, data: PreparedData,
@@ -130,19 +148,22 @@ def _task_info(suite, data: PreparedData) -> list[dict]:
     ]
 
 
-def _write_model(folder: Path, model: O.MultiTaskNet, spec: ArchSpec, title: str) -> None:
-    """model.py + weights.safetensors of `model` into `folder`."""
+def _write_model(folder: Path, model: O.MultiTaskNet, spec: ArchSpec, pre: Preprocessing, title: str) -> None:
+    """model.py + weights.safetensors of `model` and the preprocessing its `predict` uses
+    into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / PREPROCESSING_FILE, pre.to_json())
     atomic_write_text(folder / SOURCE_FILE, generate_source(model, spec, title))
     save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(folder / WEIGHTS_FILE))
 
 
-def _write_full(out: Path, model: O.MultiTaskNet, spec: ArchSpec, x: torch.Tensor, title: str,
-                onnx: bool) -> tuple[dict[str, str], dict | None]:
+def _write_full(out: Path, model: O.MultiTaskNet, spec: ArchSpec, pre: Preprocessing, x: torch.Tensor,
+                title: str, onnx: bool) -> tuple[dict[str, str], dict | None]:
     """The whole model as source + weights, torch.export program and ONNX; returns the
     artifact descriptions (for the card) and the ONNX check."""
-    _write_model(out, model, spec, title)
-    artifacts = {SOURCE_FILE: "generated PyTorch source", WEIGHTS_FILE: "trained weights"}
+    _write_model(out, model, spec, pre, title)
+    artifacts = {SOURCE_FILE: "generated PyTorch source; predict(rows) on raw inputs", WEIGHTS_FILE: "trained weights",
+                 PREPROCESSING_FILE: "the training data's fitted encoding (feature order, scaling, vocabularies, labels)"}
     torch.export.save(torch.export.export(model, (x,)), str(out / PT2_FILE))
     artifacts[PT2_FILE] = "torch.export program (torch.export.load)"
     if not onnx:
@@ -171,7 +192,8 @@ def _sub_spec(spec: ArchSpec, task: str) -> ArchSpec:
     return ArchSpec(spec.space, spec.input_shape, spec.stages[: b.tap], (b,), spec.genome)
 
 
-def _write_tasks(out: Path, model: O.MultiTaskNet, spec: ArchSpec, x: torch.Tensor, title: str) -> dict:
+def _write_tasks(out: Path, model: O.MultiTaskNet, spec: ArchSpec, pre: Preprocessing, x: torch.Tensor,
+                 title: str) -> dict:
     """One folder per task holding only the trunk prefix and branch it needs."""
     full = model.state_dict()
     with torch.no_grad():
@@ -183,7 +205,7 @@ def _write_tasks(out: Path, model: O.MultiTaskNet, spec: ArchSpec, x: torch.Tens
         m.load_state_dict({k: full[k] for k in m.state_dict()})
         m.eval()
         folder = out / TASKS_DIR / b.task  # an identifier (sanitized at suite load): a safe path
-        _write_model(folder, m, sub, f"{title}: task {b.task} only")
+        _write_model(folder, m, sub, pre.for_task(b.task), f"{title}: task {b.task} only")
         with torch.no_grad():
             diff = float((m(x)[b.task] - want[b.task]).abs().max())
         per_task[b.task] = {

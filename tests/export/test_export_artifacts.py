@@ -2,13 +2,12 @@
 that cannot import nasmt), model.onnx and model.pt2 on real inputs, each per-task
 folder on its own, the quantized artifact, and arch.json's test metrics."""
 
+import csv
 import importlib.util
 import json
 import os
 import subprocess
 import sys
-import sysconfig
-import venv
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +17,16 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import nasmt
+from nasmt_free_venv import run_without_nasmt, venv_without_nasmt
+from nasmt.cli import main
 from nasmt.data import load_data
+from nasmt.data.images import load_composites
 from nasmt.data.suite import suite_from_json
 from nasmt.model.build import build
 from nasmt.quant import ACC_TOLERANCE, calib_batch, is_fp32, simulate
 from nasmt.run import WEIGHTS_FILE, load_run, read_trials, trial_dir
 from nasmt.space.spec import ArchSpec
+from nasmt.train.metrics import predict
 
 # float32 kernels of ONNX Runtime and torch differ in summation order only
 ONNX_ATOL = 1e-4
@@ -171,37 +174,48 @@ def test_quantized_artifact_written_and_runs(tiny_run, knee, data):
         assert abs(acc - rec.metrics[f"{k}.accuracy"]) <= ACC_TOLERANCE, k  # the search's own number
 
 
-def _venv_without_nasmt(path: Path) -> Path:
-    """A venv that sees torch + safetensors (via a .pth to our site-packages) but not nasmt."""
-    venv.EnvBuilder(with_pip=False).create(path)
-    site = next(path.glob("lib/python*/site-packages"))
-    ours = sysconfig.get_paths()["purelib"]
-    (site / "deps.pth").write_text(ours + "\n")  # a plain path: nested .pth (nasmt's editable hook) are not run
-    return path / "bin" / "python"
-
-
-def test_export_runs_without_nasmt_and_matches(tiny_run, knee, tmp_path):
+def test_export_runs_without_nasmt_and_matches(tiny_run, knee, data, tmp_path):
+    """model.py in a Python without nasmt: the network reproduces the trained model bit for
+    bit, and predict() on raw uint8 MultiMNIST composites (an array, and a .npy path)
+    gives the evaluation path's labels (argmax of the model's outputs on data.x["test"])."""
     arch = _arch(knee)
     spec = ArchSpec.from_json(arch["spec"])
     x = torch.rand(5, *spec.input_shape, generator=torch.Generator().manual_seed(0))
     np.save(tmp_path / "x.npy", x.numpy())
     want = _want(tiny_run, arch, x.numpy())
-    py = _venv_without_nasmt(tmp_path / "venv")
+    raw = load_composites("multimnist")["test_x"][:EXAMPLES]  # uint8 (N, 28, 28), as generated
+    np.save(tmp_path / "raw.npy", raw)
+    py = venv_without_nasmt(tmp_path / "venv")
     script = (
-        "import sys, json, numpy as np, torch\n"
-        "try:\n    import nasmt\n    print('NASMT_IMPORTABLE'); sys.exit(3)\nexcept ImportError:\n    pass\n"
+        "import json, numpy as np, torch\n"
         "torch.set_num_threads(1)\nimport model\n"
         "net = model.load()\n"
         f"x = torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r}))\n"
         "with torch.no_grad():\n    out = net(x)\n"
         f"np.savez({str(tmp_path / 'got.npz')!r}, **{{k: v.numpy() for k, v in out.items()}})\n"
+        f"raw = {str(tmp_path / 'raw.npy')!r}\n"
+        "a, b = model.predict(np.load(raw)), model.predict(raw)\n"
+        "assert all(a[k]['label'] == b[k]['label'] for k in a)\n"
+        f"json.dump({{k: {{'label': v['label'], 'p': v['probabilities'].tolist()}} for k, v in a.items()}}, "
+        f"open({str(tmp_path / 'preds.json')!r}, 'w'))\n"
         "print('nasmt' in sys.modules)\n"
     )
-    p = subprocess.run([str(py), "-c", script], cwd=knee, capture_output=True, text=True, timeout=300,
-                       env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")})
+    p = run_without_nasmt(py, script, knee)
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.strip().endswith("False")
     got = np.load(tmp_path / "got.npz")
     assert set(got.files) == set(want)
     for k in want:
         np.testing.assert_array_equal(got[k], want[k])
+    preds = json.loads((tmp_path / "preds.json").read_text())
+    with torch.no_grad():
+        evaluation = predict(_trained(tiny_run, arch), torch.from_numpy(_test_x(data)))
+    assert sorted(preds) == sorted(evaluation)
+    for k, out in evaluation.items():
+        assert preds[k]["label"] == [data.class_labels[k][i] for i in out.argmax(1).tolist()]
+        np.testing.assert_allclose(preds[k]["p"], torch.softmax(out, 1).numpy(), rtol=0, atol=1e-6)
+    # `nasmt predict` on the .npy of raw images writes the same labels
+    assert main(["predict", str(knee), "--input", str(tmp_path / "raw.npy"), "--out", str(tmp_path / "preds.csv")]) == 0
+    with open(tmp_path / "preds.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert {k: [r[k] for r in table] for k in preds} == {k: v["label"] for k, v in preds.items()}
