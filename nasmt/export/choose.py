@@ -1,9 +1,12 @@
 """Which trial to export: `--trial N`, or `--pick knee | best:<objective>` among the
 run's front candidates (complete and within budget: `TrialRecord.is_front_candidate`;
-failed, stopped and over-budget trials are never picked)."""
+failed, stopped and over-budget trials are never picked). When some trials were
+finalized (`nasmt finalize`, `--final-epochs`), the pick is among those, by their final
+(full-budget) validation metrics."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from nasmt.data.suite import suite_from_json
@@ -31,6 +34,17 @@ def choose_trial(run_dir: Path, trial: int | None, pick: str | None, objectives:
     records = read_trials(run_dir)
     if trial is not None:
         return _by_number(run_dir, records, trial)
+    chosen = _choose(run_dir, _by_final(records), pick, objectives)
+    return next(r for r in records if r.number == chosen.number)
+
+
+def _by_final(records: list[TrialRecord]) -> list[TrialRecord]:
+    """The finalized front candidates judged by their final metrics, if there are any."""
+    final = [r for r in records if r.is_front_candidate and r.is_finalized]
+    return [replace(r, metrics=r.best_metrics) for r in final] or records
+
+
+def _choose(run_dir: Path, records: list[TrialRecord], pick: str | None, objectives: str | None) -> TrialRecord:
     pick = pick or KNEE
     if pick != KNEE and not pick.startswith(BEST):
         raise UserError(f"--pick: expected '{KNEE}' or '{BEST}<objective>' (got {pick!r})")

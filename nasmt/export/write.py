@@ -74,7 +74,7 @@ def export_run(
     spec = ArchSpec.from_json(rec.spec)
     suite = suite_from_json(run["suite"], file=run.get("suite_file", "<run>"))
     data = load_data(suite)
-    model, retrain = _trained_model(run_dir, run, rec.number, spec, suite, data, retrain_epochs, seed)
+    model, retrain = _trained_model(run_dir, run, rec, spec, suite, data, retrain_epochs, seed)
     out.mkdir(parents=True, exist_ok=True)
     title = f"nasmt export of trial {rec.number} from run {safe_doc(run_dir.name)}"
     x = torch.from_numpy(np.ascontiguousarray(data.x["val"][:CHECK_EXAMPLES]))
@@ -89,6 +89,7 @@ def export_run(
         "feature_names": list(data.feature_names),
         "objectives": run["objectives"],
         "search_metrics": rec.metrics,
+        "final": rec.final,  # the full-budget finish whose weights these are (None: the search's)
         "val_metrics": evaluate(model, suite, data, "val"),
         "test_metrics": evaluate(model, suite, data, "test"),
         "cost": {k: v for k, v in cost(model, spec.input_shape).items() if k in ("params", "flops", "tasks")},
@@ -122,10 +123,12 @@ def _check_out(out: Path, force: bool) -> None:
                         "pass --force to write into it anyway")
 
 
-def _trained_model(run_dir: Path, run: dict, number: int, spec: ArchSpec, suite, data: PreparedData,
+def _trained_model(run_dir: Path, run: dict, rec, spec: ArchSpec, suite, data: PreparedData,
                    retrain_epochs: float | None, seed: int) -> tuple[O.MultiTaskNet, dict | None]:
-    """The model of trial `number` in eval mode: its weights, or retrained from scratch
-    (then also the training summary: steps, epochs, time, loss)."""
+    """The model of trial `rec` in eval mode: its full-budget (finalized) weights where
+    present, else the search's, or retrained from scratch (then also the training
+    summary: steps, epochs, time, loss)."""
+    number = rec.number
     torch.manual_seed(seed)
     model = build(spec)
     retrain = None
@@ -133,7 +136,7 @@ def _trained_model(run_dir: Path, run: dict, number: int, spec: ArchSpec, suite,
         settings = {k: run["config"][k] for k in RETRAIN_KEYS if run["config"].get(k) is not None}
         retrain = train(model, suite, data, TrainConfig(epochs=retrain_epochs, seed=seed, **settings))
     else:
-        weights = trial_dir(run_dir, number) / WEIGHTS_FILE
+        weights = trial_dir(run_dir, number) / ((rec.final or {}).get("weights") or WEIGHTS_FILE)
         if not weights.exists():
             raise RunDirError(f"{weights}: weights of trial {number} are missing")
         model.load_state_dict(load_file(str(weights)))

@@ -66,7 +66,8 @@ def rung_keeps(candidate: np.ndarray, others: np.ndarray, reduction_factor: floa
     for r in np.unique(rank):
         idx = np.flatnonzero(rank == r)
         crowd[idx] = crowding(P[idx])
-    order = sorted(range(len(P)), key=lambda i: (rank[i], -crowd[i], i != len(P) - 1))
+    # ties (same front, same crowding, e.g. two boundary points) go against the newcomer
+    order = sorted(range(len(P)), key=lambda i: (rank[i], -crowd[i], i == len(P) - 1))
     keep = math.ceil(len(P) / reduction_factor)
     return order.index(len(P) - 1) < keep
 

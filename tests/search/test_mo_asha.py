@@ -22,6 +22,12 @@ def test_first_trial_at_a_rung_always_goes_on():
     assert rung_keeps(np.array([0.9, 1e9]), np.zeros((0, 2)), 3)
 
 
+def test_a_tie_goes_against_the_newcomer():
+    # two non-dominated points, both boundary points: with rf 4 only one of 2 goes on
+    assert not rung_keeps(np.array([0.2, 200.0]), np.array([[0.3, 100.0]]), 4)
+    assert rung_keeps(np.array([0.2, 50.0]), np.array([[0.3, 100.0]]), 4)  # it dominates: it goes on
+
+
 def test_single_objective_is_plain_asha():
     seen = np.array([[0.1], [0.2], [0.3]])
     assert rung_keeps(np.array([0.15]), seen, 2)  # 2nd of 4: within the top ceil(4/2)
