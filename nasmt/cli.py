@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from nasmt.baselines.cli import add_parser as add_baselines_parser  # light: torch is imported when it runs
 from nasmt.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,9 +68,11 @@ def _add_search_args(p: argparse.ArgumentParser, quick: bool = False):
                    help="seed the study with these earlier runs' complete trials")
     p.add_argument("--inject-fault", dest="fault", default=None, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--baselines", action="store_true",
+                   help="after the search, train the standard multi-task references (nasmt baselines) into RUN")
 
 
-def _search_config(a) -> "SearchConfig":
+def _search_config(a):
     from nasmt.search import SearchConfig
 
     return SearchConfig(
@@ -150,14 +153,26 @@ def cmd_search(a):
     for need in ("space", "tasks", "out"):
         if getattr(a, need) is None:
             raise UserError(f"--{need}: required (or --resume RUN to continue a search)")
-    run_search(_search_config(a))
+    _search_and_baselines(a)
+
+
+def _search_and_baselines(a) -> Path:
+    from nasmt.search import run_search
+
+    cfg = _search_config(a)
+    out = run_search(cfg)
+    if a.baselines:
+        from nasmt.baselines import run_baselines
+
+        run_baselines(cfg.tasks, out, epochs=cfg.epochs, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                      seed=cfg.seed, quiet=cfg.quiet, device="cuda" if cfg.gpus_per_trial > 0 else "cpu")
+    return out
 
 
 def cmd_quickstart(a):
     from nasmt.report import write_report
-    from nasmt.search import run_search
 
-    out = run_search(_search_config(a))
+    out = _search_and_baselines(a)
     path = write_report([out])
     print(f"report: {path}")
 
@@ -165,7 +180,8 @@ def cmd_quickstart(a):
 def cmd_report(a):
     from nasmt.report import write_report
 
-    path = write_report([Path(r) for r in a.runs], out=a.output, objectives=a.objectives)
+    path = write_report([Path(r) for r in a.runs], out=a.output, objectives=a.objectives,
+                        baselines=Path(a.baselines) if a.baselines else None)
     print(path)
 
 
@@ -240,7 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("runs", nargs="+")
     r.add_argument("--output", "-o", default=None, help="HTML file (default RUN/report.html)")
     r.add_argument("--objectives", default=None, help="objectives to plot (default: the run's)")
+    r.add_argument("--baselines", default=None, metavar="DIR",
+                   help="a folder holding baselines.jsonl (nasmt baselines) to draw as references")
     r.set_defaults(fn=cmd_report)
+
+    add_baselines_parser(sub)
 
     f = sub.add_parser("finalize", help="retrain a run's feasible Pareto trials at the full budget",
                        description="Retrain every feasible Pareto trial of RUN from scratch for --epochs on the whole "

@@ -1,4 +1,5 @@
-"""MODEL_CARD.md of an export: tasks and their metrics, stages, artifacts, and the
+"""MODEL_CARD.md of an export: tasks and their metrics, stages, artifacts, the run's
+reference models (`nasmt baselines`) next to this one on the test split, and the
 command that reproduces it. User text (suite, task and space names) is escaped."""
 
 from __future__ import annotations
@@ -6,6 +7,10 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
+from nasmt.baselines import LIGHTGBM, SINGLE_TASK, delta_m, read_baselines
+from nasmt.baselines.record import SHARED_SETTINGS
+from nasmt.baselines.compare import verdict, versus
+from nasmt.run import RUN_FILE, read_json
 from nasmt.space.spec import ArchSpec
 
 CARD_FILE = "MODEL_CARD.md"
@@ -37,6 +42,50 @@ def _inputs(spec: ArchSpec) -> str:
             "`preprocessing.json`, as `nasmt predict EXPORT --input new.csv --out preds.csv` does")
 
 
+def _cell(v, digits: int = 4) -> str:
+    if v is None:
+        return "–"
+    return f"{v:,}" if isinstance(v, int) else f"{v:.{digits}f}"
+
+
+def _budget_note(arch: dict, st: dict) -> str:
+    """How the references were trained, and whether that is this model's budget."""
+    budget = f"{st.get('steps')} steps" if st.get("steps") is not None else f"{st.get('epochs')} epochs"
+    text = (f"The references were trained by `nasmt baselines` with {budget}, batch size {st.get('batch_size')}, "
+            f"lr {st.get('lr')}, seed {st.get('seed')}")
+    config = (read_json(Path(arch["run"]) / RUN_FILE) or {}).get("config") or {}
+    if any(config.get(k) != st.get(k) for k in SHARED_SETTINGS):
+        return text + ", not the search's settings: compare with care."
+    if arch.get("retrain") or arch.get("final"):
+        return text + ", the search's; this model's weights come from a retrain or a full-budget finish: compare with care."
+    return text + ", the search's."
+
+
+def references(arch: dict, suite) -> str:
+    """The card's section on the run's reference models (RUN/baselines.jsonl): this model
+    and each reference on the test split, Δm against the single-task networks, and
+    whether this model beats LightGBM on each task."""
+    refs = read_baselines(arch["run"])
+    if not refs:
+        return (f"No reference models in the run: `nasmt baselines --out {_md(arch['run'])}` trains them "
+                "(single-task networks, hard-shared / MMoE / PLE or LeNet, LightGBM) for a comparison here.\n")
+    keys = [f"{t.ident}.{t.metric}" for t in suite.tasks]
+    single = next((r for r in refs if r.name == SINGLE_TASK), None)
+    mine = arch["test_metrics"]
+    rows = [(f"this model (trial {arch['trial']})", mine, arch["cost"]["params"],
+             delta_m(mine, single.test_metrics, suite) if single else None)]
+    rows += [(r.label, r.test_metrics, r.test_metrics.get("params"), r.delta_m_test) for r in refs]
+    head = " | ".join(_md(f"{t.name} {t.metric}") for t in suite.tasks)
+    lines = [f"| model | {head} | mean error | params | Δm vs single-task (%) |", "|---" * (len(keys) + 4) + "|"]
+    lines += [f"| {_md(name)} | {' | '.join(_cell(m.get(k)) for k in keys)} | {_cell(m.get('mean_error'))} | "
+              f"{_cell(p)} | {_cell(dm, 2)} |" for name, m, p, dm in rows]
+    text = f"Test split. {_budget_note(arch, refs[0].settings)}"
+    gb = next((r for r in refs if r.name == LIGHTGBM), None)
+    if gb is not None:
+        text += " " + verdict("On the test split, this model", *versus(mine, gb.test_metrics, suite), "LightGBM")
+    return "\n".join(lines) + "\n\n" + text
+
+
 def model_card(arch: dict, suite, spec: ArchSpec, command: str, artifacts: dict[str, str]) -> str:
     """The card's markdown; `arch` is the export's arch.json content."""
     objs = ", ".join(f"{o['name']} ({o['direction']})" for o in arch["objectives"])
@@ -56,6 +105,10 @@ searched for {_md(objs)}.
 {_task_rows(arch, suite, spec)}
 
 Whole model: {arch['cost']['params']:,} parameters, {arch['cost']['flops']:,} FLOPs per example.
+
+## Reference models
+
+{references(arch, suite)}
 
 | stage | ops | precision (w/a) |
 |---|---|---|

@@ -6,9 +6,12 @@ typed trial records into a typed NamedTuple, a small `*_figure(info)` draws it w
 Plotly, imported in the figure functions only):
 
     load.py         RunData, load_runs, resolve_objectives, ReportContext (the runs,
-                    the objectives and each run's Pareto front, computed once per page)
+                    the objectives, each run's Pareto front and the reference models
+                    of nasmt.baselines, computed once per page)
     style.py        colours, symbols, fonts, the common figure style, escaping
-    pareto.py       Pareto front (2 or 3 objectives; budgets, predicted vs measured latency)
+    pareto.py       Pareto front (2 or 3 objectives; budgets, predicted vs measured latency,
+                    reference models as labelled points)
+    references.py   Δm of trials against the single-task networks; "does the search beat LightGBM?"
     hypervolume.py  hypervolume over trials
     tasks.py        per-task trade-off matrix
     genome.py       parallel coordinates of grammar decisions

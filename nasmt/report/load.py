@@ -1,12 +1,18 @@
 """Runs as the report reads them: `RunData` (one run directory: run.json, its suite,
-its typed trial records) and `ReportContext` (the runs of one page, the objectives,
-and each run's Pareto front, computed once per page and shared by every view)."""
+its typed trial records, its baseline references) and `ReportContext` (the runs of one
+page, the objectives, each run's Pareto front and the reference rows, computed once per
+page and shared by every view).
+
+References (`nasmt.baselines`: RUN/baselines.jsonl, or `--baselines DIR` for the first
+run) are never trials: they are on no front and in no hypervolume; the views draw them
+as labelled reference points and the table lists them after the trials."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from nasmt.baselines import BaselineRecord, baselines_path, read_baselines
 from nasmt.data.suite import TaskSuite, suite_from_json
 from nasmt.errors import RunDirError, UserError
 from nasmt.run import RUN_FILE, Objective, TrialRecord, front_numbers, load_run, objective_label, parse_objectives, read_trials
@@ -26,6 +32,7 @@ class RunData:
     run: dict  # run.json
     suite: TaskSuite
     trials: list[TrialRecord]
+    baselines: tuple[BaselineRecord, ...] = ()  # its reference models
 
     @property
     def task_names(self) -> dict[str, str]:
@@ -41,8 +48,23 @@ class RunData:
         return self.run.get("grammar") or {}
 
 
-def load_runs(runs: list[Path]) -> list[RunData]:
-    """Read run directories (RunDirError with one clear line when one is not a run)."""
+def _extra_baselines(path: Path, suite: TaskSuite) -> tuple[BaselineRecord, ...]:
+    """`--baselines DIR` (or the .jsonl file): records of the first run's suite."""
+    recs = read_baselines(path)
+    if not recs:
+        raise UserError(f"--baselines {path}: no baseline records in {baselines_path(path)} "
+                        "(write them with `nasmt baselines --tasks SUITE --out DIR`)")
+    other = {r.settings.get("suite") for r in recs} - {suite.name}
+    if other:
+        raise UserError(f"--baselines {path}: references of suite {sorted(map(str, other))[0]!r}, "
+                        f"but the run searched {suite.name!r}")
+    return tuple(recs)
+
+
+def load_runs(runs: list[Path], baselines: Path | None = None) -> list[RunData]:
+    """Read run directories (RunDirError with one clear line when one is not a run), each
+    with the references in its baselines.jsonl; `baselines` (a directory or .jsonl file)
+    replaces the first run's."""
     if not runs:
         raise RunDirError("give at least one run directory")
     out, names = [], set()
@@ -58,7 +80,10 @@ def load_runs(runs: list[Path]) -> list[RunData]:
         while name in names:
             name, i = f"{base}-{i}", i + 1
         names.add(name)
-        out.append(RunData(p, name, run, suite, read_trials(p)))
+        refs = tuple(read_baselines(p))
+        if baselines is not None and not out:  # the first run
+            refs = _extra_baselines(Path(baselines), suite)
+        out.append(RunData(p, name, run, suite, read_trials(p), refs))
     return out
 
 
@@ -113,6 +138,17 @@ class ReportContext:
         """(run index, record) for every trial of every run: the page's global row order
         (a row's index is its `g`, shared by the table and the plots' customdata)."""
         return [(ri, t) for ri, r in enumerate(self.runs) for t in r.trials]
+
+    def reference_rows(self) -> list[tuple[int, int, BaselineRecord]]:
+        """(g, run index, record) of every reference: the table rows after every trial's."""
+        g0 = sum(len(r.trials) for r in self.runs)
+        refs = [(ri, b) for ri, r in enumerate(self.runs) for b in r.baselines]
+        return [(g0 + k, ri, b) for k, (ri, b) in enumerate(refs)]
+
+    def reference_label(self, ri: int, rec: BaselineRecord) -> str:
+        """A reference's name, prefixed by its run's when several runs have references."""
+        several = sum(bool(r.baselines) for r in self.runs) > 1
+        return f"{self.runs[ri].name} · {rec.name}" if several else rec.name
 
 
 def make_context(runs: list[RunData], objectives: list[Objective]) -> ReportContext:

@@ -14,6 +14,7 @@ import html
 import shlex
 from pathlib import Path
 
+from nasmt.baselines import BASELINES_FILE
 from nasmt.errors import UserError
 from nasmt.report.arch import get_arch_info
 from nasmt.report.genome import genome_figure, genome_note, get_genome_info
@@ -21,6 +22,7 @@ from nasmt.report.hypervolume import NOTE as HV_NOTE, final_hypervolume, get_hyp
 from nasmt.report.importance import get_importance_info, importance_figure
 from nasmt.report.load import ReportContext, RunData, load_runs, make_context, resolve_objectives
 from nasmt.report.pareto import MAX_PARETO_DIMS, get_pareto_info, pareto_figure
+from nasmt.report.references import reference_notes
 from nasmt.report.style import run_color, run_symbol
 from nasmt.report.table import get_table_info, table_data
 from nasmt.report.tasks import get_task_matrix_info, task_matrix_figure
@@ -114,6 +116,7 @@ def build_payload(runs: list[RunData], objectives: list[Objective], mode: str = 
             "importance_evaluator": iinfo.evaluator,
             "hypervolume": HV_NOTE,
             "genome": genome_note(ginfo, ranked=bool(iinfo.params)),
+            "references": reference_notes(ctx),
         },
         "figures": {k: f.to_plotly_json() for k, f in figures.items()},
         "version": version or run_version([r.path for r in runs]),
@@ -121,10 +124,10 @@ def build_payload(runs: list[RunData], objectives: list[Objective], mode: str = 
 
 
 def run_version(paths: list[Path]) -> str:
-    """Changes whenever a run's run.json or trials.jsonl changes (mtime, size)."""
+    """Changes whenever a run's run.json, trials.jsonl or baselines.jsonl changes (mtime, size)."""
     h = hashlib.sha256()
     for path in paths:
-        for f in (RUN_FILE, TRIALS_FILE):
+        for f in (RUN_FILE, TRIALS_FILE, BASELINES_FILE):
             p = Path(path) / f
             try:
                 st = p.stat()
@@ -176,9 +179,11 @@ def render_html(payload: dict, plotly_src: str | None = None) -> str:
             .replace("{{JS}}", js))
 
 
-def write_report(runs: list[Path], out: Path | None = None, objectives: str | None = None) -> Path:
-    """Write the self-contained HTML report of `runs` (default `runs[0]/report.html`)."""
-    rd = load_runs([Path(r) for r in runs])
+def write_report(runs: list[Path], out: Path | None = None, objectives: str | None = None,
+                 baselines: Path | None = None) -> Path:
+    """Write the self-contained HTML report of `runs` (default `runs[0]/report.html`);
+    `baselines` (a directory holding baselines.jsonl) gives the first run's references."""
+    rd = load_runs([Path(r) for r in runs], baselines=baselines)
     payload = build_payload(rd, resolve_objectives(rd, objectives), mode="report")
     out = Path(out) if out is not None else rd[0].path / REPORT_FILE
     if out.exists() and out.is_dir():

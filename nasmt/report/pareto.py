@@ -1,7 +1,10 @@
 """The Pareto view: every complete or stopped trial in objective space (first 2 or 3
 objectives; one objective: value per trial), front points emphasized with the 2-D
-attainment staircase, dominated points faded, hard budgets shaded, and predicted ->
-measured latency pairs joined."""
+attainment staircase, dominated points faded, hard budgets shaded, predicted ->
+measured latency pairs joined, and the reference models (`nasmt.baselines`) as
+labelled stars (a labelled dashed line where a reference has a value on one plotted
+axis only, e.g. LightGBM's error without a parameter count; a line for every reference
+in the one-objective view)."""
 
 from __future__ import annotations
 
@@ -29,6 +32,9 @@ from nasmt.run import Objective, TrialStatus
 MAX_PARETO_DIMS = 3  # a 3-D scatter is the most a page can show; further objectives are listed only
 # a budget's shaded region reaches this far past the larger of the budget and the worst value
 BUDGET_REGION_MARGIN = 1.15
+REFERENCE_COLOR = "#212529"  # reference models: near-black stars, whatever their run
+REFERENCE_SYMBOL = "star"
+REFERENCE_SYMBOL_3D = "diamond"  # 3-D markers know only circle, cross, diamond, square, x (and -open)
 
 
 class _ParetoRun(NamedTuple):
@@ -48,11 +54,18 @@ class _Budget(NamedTuple):
     run: str  # the run whose config sets it
 
 
+class _Reference(NamedTuple):
+    g: int  # its table row
+    label: str
+    values: list  # raw objective values, None where the reference has none (LightGBM: params)
+
+
 class _ParetoInfo(NamedTuple):
     objectives: list[Objective]
     labels: list[str]
     runs: list[_ParetoRun]
     budgets: list[_Budget]
+    references: list[_Reference]
 
 
 def _run_points(ctx: ReportContext, ri: int, g0: int) -> _ParetoRun:
@@ -97,12 +110,14 @@ def _budgets(ctx: ReportContext) -> list[_Budget]:
 def get_pareto_info(ctx: ReportContext) -> _ParetoInfo:
     """Points of every complete or stopped trial with all objective values (rounded as
     the page shows them), front flags from the context, budget lines from run.json's
-    config and predicted <-> measured counterpart values."""
+    config, predicted <-> measured counterpart values, and the reference models' values."""
     runs, g = [], 0
     for ri, r in enumerate(ctx.runs):
         runs.append(_run_points(ctx, ri, g))
         g += len(r.trials)
-    return _ParetoInfo(list(ctx.objectives), [ctx.label(o.name) for o in ctx.objectives], runs, _budgets(ctx))
+    refs = [_Reference(gi, ctx.reference_label(ri, b), [rounded(b.value(o.name)) for o in ctx.objectives])
+            for gi, ri, b in ctx.reference_rows()]
+    return _ParetoInfo(list(ctx.objectives), [ctx.label(o.name) for o in ctx.objectives], runs, _budgets(ctx), refs)
 
 
 def front_staircase(values: np.ndarray, objectives: list[Objective]) -> np.ndarray:
@@ -182,6 +197,44 @@ def _front_and_latency_traces(go, ri: int, r: _ParetoRun, objectives: list[Objec
     return out
 
 
+def _reference_trace(go, refs: list[_Reference], dims: int, labels: list[str]):
+    """2-D / 3-D: the references with a value on every plotted axis, as labelled stars."""
+    pts = [r for r in refs if dims > 1 and all(v is not None for v in r.values[:dims])]
+    if not pts:
+        return None
+    axes = [f"{lab}: %{{{ax}}}" for ax, lab in zip("xyz", labels[:dims])]
+    common = dict(mode="markers+text", name="references", text=[esc(r.label) for r in pts], textposition="top center",
+                  textfont=dict(color=REFERENCE_COLOR), customdata=[[r.g, esc(r.label)] for r in pts],
+                  marker=dict(symbol=REFERENCE_SYMBOL, size=15, color=REFERENCE_COLOR, line=dict(width=1, color="white")),
+                  hovertemplate="<b>%{text}</b> (reference)<br>" + "<br>".join(axes) + "<extra></extra>")
+    cols = [[r.values[j] for r in pts] for j in range(dims)]
+    if dims >= 3:
+        common["marker"].update(size=6, symbol=REFERENCE_SYMBOL_3D)  # 3-D markers read larger
+        return go.Scatter3d(x=cols[0], y=cols[1], z=cols[2], **common)
+    return go.Scatter(x=cols[0], y=cols[1], **common)
+
+
+def _reference_lines(go, refs: list[_Reference], dims: int, xs: np.ndarray, ys: np.ndarray) -> list:
+    """A labelled dashed line for each reference known on one plotted axis only (1-D:
+    every reference with a value), across the range the points span on the other axis."""
+    out = []
+    for r in refs:
+        known = [j for j in range(min(dims, 2)) if r.values[j] is not None]
+        vertical = dims == 2 and known == [0]
+        other = ys if vertical else xs
+        if dims > 2 or len(known) != 1 or not len(other):
+            continue
+        v, span = r.values[known[0]], [float(np.min(other)), float(np.max(other))]
+        x, y = ([v, v], span) if vertical else (span, [v, v])
+        out.append(go.Scatter(
+            x=x, y=y, mode="lines+text", text=["", esc(r.label)], textposition="top right" if vertical else "top left",
+            textfont=dict(color=REFERENCE_COLOR), line=dict(color=REFERENCE_COLOR, width=1.2, dash="dash"),
+            name=esc(r.label), showlegend=False, legendgroup="references",
+            hovertemplate=f"<b>{esc(r.label)}</b> (reference): {v}<extra></extra>",
+        ))
+    return out
+
+
 def _selection_trace(go, dims: int):
     """The selected trial's ring (empty here: the page moves it)."""
     sel = dict(mode="markers", name="selected", showlegend=False, hoverinfo="skip",
@@ -237,6 +290,14 @@ def pareto_figure(info: _ParetoInfo):
         fig.add_traces(_point_traces(go, ri, r, dims, labels, total, single))
         if dims == 2:
             fig.add_traces(_front_and_latency_traces(go, ri, r, info.objectives, single))
+    ref = _reference_trace(go, info.references, dims, labels)
+    if ref is not None:
+        fig.add_trace(ref)
+    if dims == 1:
+        fig.add_traces(_reference_lines(go, info.references, dims, np.concatenate([r.number for r in info.runs]), all_vals))
+    elif dims == 2:
+        pts = np.vstack([all_vals[:, :2], *([np.column_stack([ref.x, ref.y])] if ref is not None else [])])
+        fig.add_traces(_reference_lines(go, info.references, dims, pts[:, 0], pts[:, 1]))
     fig.add_trace(_selection_trace(go, dims))
     layout = dict(margin=dict(l=70, r=20, t=30, b=60), hovermode="closest", legend=dict(orientation="h", y=1.08, x=0),
                   uirevision="pareto", **_axes(info, dims, all_vals, labels))

@@ -1,5 +1,7 @@
-"""The trial table: every trial of every run (failed and stopped too), sortable and
-filterable on the page.
+"""The trial table: every trial of every run (failed and stopped too), then every
+reference model (status "reference", named in the `reference` column), sortable and
+filterable on the page. With a single-task reference, a Δm column gives every row's
+multi-task gain against it (validation).
 
 Rows are compact arrays (one value per column); the page looks every value up by its
 column's `key`, never by position, so adding a column shifts nothing."""
@@ -9,11 +11,14 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from nasmt.report.load import ReportContext
+from nasmt.report.references import single_task, trial_delta_m
 from nasmt.report.style import rounded
 from nasmt.run import COST_OBJECTIVES
 
 MAX_REASON = 2000  # characters of a failure reason kept (tracebacks can be long; the page shows one line)
 FEASIBLE_TEXT = {True: "ok", False: "over"}  # the budget column
+REFERENCE = "reference"  # the status of a reference row
+DELTA_M_LABEL = "Δm vs single-task (%)"
 
 
 class _Column(NamedTuple):
@@ -33,7 +38,7 @@ class _TableInfo(NamedTuple):
 
 def _metric_keys(ctx: ReportContext) -> list[str]:
     """Objectives first, then the cost metrics and per-task metrics any trial recorded."""
-    present = {k for r in ctx.runs for t in r.trials for k in t.metrics}
+    present = {k for r in ctx.runs for t in (*r.trials, *r.baselines) for k in t.metrics}
     keys = [o.name for o in ctx.objectives]
     candidates = list(COST_OBJECTIVES)
     for r in ctx.runs:
@@ -45,31 +50,47 @@ def _metric_keys(ctx: ReportContext) -> list[str]:
     return keys
 
 
+def _reference_rows(ctx: ReportContext, metric_keys: list[str]) -> list[dict]:
+    return [
+        {m: rounded(b.value(m)) for m in metric_keys} | {
+            "run": ri, "number": None, "status": REFERENCE, "front": 0, "reference": ctx.reference_label(ri, b),
+            "delta_m": rounded(b.delta_m_val), "time_s": rounded(b.timings.get("total_s")), "feasible": "",
+            "hash": "", "error": "",
+        }
+        for _, ri, b in ctx.reference_rows()
+    ]
+
+
 def get_table_info(ctx: ReportContext) -> _TableInfo:
     metric_keys = _metric_keys(ctx)
     objective_names = {o.name for o in ctx.objectives}
     budgeted = any("feasible" in t.metrics for _, t in ctx.rows())
+    has_refs = any(r.baselines for r in ctx.runs)
+    has_single = any(single_task(ctx, ri) for ri in range(len(ctx.runs)))
     columns = [
         _Column("run", "run", "run"),
         _Column("number", "trial", "int"),
+        *([_Column("reference", "reference", "text")] if has_refs else []),
         _Column("status", "status", "text"),
         _Column("front", "Pareto", "bool"),
         *(_Column(m, ctx.label(m), "num", m in objective_names) for m in metric_keys),
+        *([_Column("delta_m", DELTA_M_LABEL, "num")] if has_single else []),
         _Column("time_s", "time (s)", "num"),
         *([_Column("feasible", "budget", "text")] if budgeted else []),
         _Column("hash", "architecture", "text"),
         _Column("error", "reason", "text"),
     ]
-    rows = []
+    cells = []
     for ri, t in ctx.rows():
-        cells = {m: rounded(t.value(m)) for m in metric_keys} | {
+        cells.append({m: rounded(t.value(m)) for m in metric_keys} | {
             "run": ri, "number": t.number, "status": t.status.value, "front": int(ctx.on_front(ri, t)),
+            "reference": "", "delta_m": rounded(trial_delta_m(ctx, ri, t)) if has_single else None,
             "time_s": rounded(t.timings.get("total_s")),
             "feasible": FEASIBLE_TEXT.get(t.metrics.get("feasible"), ""),
             "hash": t.arch_hash, "error": "" if t.error is None else str(t.error)[:MAX_REASON],
-        }
-        rows.append([cells[c.key] for c in columns])
-    return _TableInfo(columns, rows)
+        })
+    cells += _reference_rows(ctx, metric_keys)
+    return _TableInfo(columns, [[c[col.key] for col in columns] for c in cells])
 
 
 def table_data(info: _TableInfo) -> dict:

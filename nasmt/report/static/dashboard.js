@@ -71,11 +71,23 @@
       card(best === null ? '–' : fmt(best), 'best ' + o.label + (o.direction === 'min' ? ' ↓' : ' ↑'));
     });
     card(D.runs.map(function (r) { return r.hypervolume.toFixed(3); }).join(' / '), 'hypervolume (normalized)');
+    renderReferences();
     $('hv-hint').textContent = D.notes.hypervolume;
     $('genome-hint').textContent = D.notes.genome;
     $('imp-hint').textContent = D.notes.importance_evaluator ? ('Optuna ' + D.notes.importance_evaluator + ', run ' + D.runs[0].name) : '';
     $('footer').textContent = 'nasmt report · generated ' + D.generated_at + ' · objectives: ' +
       D.objectives.map(function (o) { return o.name + ':' + o.direction; }).join(', ');
+  }
+
+  // Reference models (nasmt baselines): the page's sentences about them under the cards,
+  // and a status filter for their table rows.
+  function renderReferences() {
+    var box = $('reference-notes');
+    if (!box) { box = el('section', 'card'); box.id = 'reference-notes'; $('cards').after(box); }
+    clear(box); box.hidden = !D.notes.references.length;
+    D.notes.references.forEach(function (t) { box.appendChild(el('p', null, t)); });
+    var sf = $('status-filter'), has = D.table.rows.some(function (rw) { return rw[C.status] === 'reference'; });
+    if (has && !$('status-reference')) { var o = el('option', null, 'reference'); o.id = 'status-reference'; sf.appendChild(o); }
   }
 
   // ------------------------------------------------------------------ figures
@@ -144,14 +156,14 @@
   var PREC = { fp32: ['#edf2ff', '#748ffc'], bf16: ['#e6fcf5', '#38d9a9'], int8: ['#fff4e6', '#ffa94d'], int4: ['#fff0f6', '#f783ac'] };
   function precColors(p) { return PREC[p.w] || ['#f1f3f5', '#adb5bd']; }
 
-  function drawArch(info) {
+  function drawArch(info, note) {
     var div = $('plot-arch');
     var shapes = [], ann = [];
     if (!info) {
       div.style.height = '120px';
       Plotly.react(div, [], { xaxis: { visible: false }, yaxis: { visible: false }, margin: { l: 0, r: 0, t: 0, b: 0 },
         paper_bgcolor: 'rgba(0,0,0,0)', plot_bgcolor: 'rgba(0,0,0,0)',
-        annotations: [{ text: 'no architecture recorded for this trial', showarrow: false, xref: 'paper', yref: 'paper', x: 0.5, y: 0.5,
+        annotations: [{ text: esc(note || 'no architecture recorded for this trial'), showarrow: false, xref: 'paper', yref: 'paper', x: 0.5, y: 0.5,
           font: { color: '#868e96', size: 13 } }] }, { displayModeBar: false, responsive: true });
       return;
     }
@@ -231,8 +243,9 @@
     if (g === null) {
       $('sel-title').textContent = 'Selected trial'; $('export-cmd').textContent = ''; drawArch(null); return;
     }
-    var rw = row(g), r = runOf(g), cols = D.table.columns;
-    $('sel-title').textContent = 'Trial ' + rw[C.number] + (D.runs.length > 1 ? ' · ' + r.name : '');
+    var rw = row(g), r = runOf(g), cols = D.table.columns, ref = rw[C.status] === 'reference';
+    $('sel-title').textContent = (ref ? 'Reference · ' + rw[C.reference] : 'Trial ' + rw[C.number]) +
+      (D.runs.length > 1 ? ' · ' + r.name : '');
     var st = $('sel-status');
     var front = rw[C.front] === 1;
     st.textContent = front ? 'Pareto front' : rw[C.status];
@@ -242,13 +255,14 @@
       var d = el('div'); d.appendChild(el('span', 'k', c.label));
       d.appendChild(el('span', 'v' + (c.objective ? ' obj' : ''), fmt(rw[i]))); m.appendChild(d);
     });
-    $('export-cmd').textContent = exportCommand(g);
-    document.body.dataset.selectedTrial = String(rw[C.number]);
+    $('export-cmd').textContent = ref ? '' : exportCommand(g);
+    document.body.dataset.selectedTrial = ref ? '' : String(rw[C.number]);
     var err = rw[C.error], eb = $('sel-error');
     if (err) { eb.hidden = false; eb.textContent = err; } else { eb.hidden = true; eb.textContent = ''; }
     var hash = rw[C.hash];
     $('arch-hash').textContent = hash ? '[' + hash + ']' : '';
-    drawArch(hash ? D.archs[hash] : null);
+    document.querySelector('#selection .export').hidden = ref;  // a reference model is not a searched trial
+    drawArch(hash ? D.archs[hash] : null, ref ? 'reference model: ' + rw[C.reference] + ' (nasmt baselines)' : null);
     markPareto(g);
     showRow(g, fromPlot);
   }

@@ -1,0 +1,60 @@
+"""`nasmt baselines --tasks SUITE --out DIR`: train the references of a suite and write
+DIR/baselines.jsonl. With `--out RUN` (a run directory) and no `--tasks`, the run's own
+suite and budget (run.json) are used, so the references match the search; flags given
+explicitly override the run's values.
+
+nasmt/cli.py registers the command with `add_parser(sub)`; imports stay lazy so that
+`nasmt --help` does not load torch."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "baselines", help="train the standard multi-task references (single-task, hard-shared, MMoE, PLE, LeNet, LightGBM)",
+        description="Train the multi-task reference models of a task suite with the search's budget, split, optimizer "
+        "and seed, and write DIR/baselines.jsonl; `nasmt report` draws them as labelled reference points.",
+    )
+    p.add_argument("--tasks", default=None, help="task suite file (default: the suite of --out when it is a run directory)")
+    p.add_argument("--out", required=True, help="directory for baselines.jsonl (a run directory: its report shows them)")
+    p.add_argument("--epochs", type=float, default=None, help="training budget in epochs (default: the run's, else 1)")
+    p.add_argument("--steps", type=int, default=None, help="training budget in optimizer steps (overrides --epochs)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default="cpu", help="torch device for the networks (cpu, cuda)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_baselines)
+    return p
+
+
+def _settings(a, run_config: dict) -> dict:
+    """The run's settings (if any), overridden by the flags given; --epochs alone drops the run's --steps."""
+    from nasmt.baselines.record import SHARED_SETTINGS
+    from nasmt.train import TrainConfig
+
+    out = {k: getattr(TrainConfig, k) for k in SHARED_SETTINGS}
+    out.update({k: run_config[k] for k in SHARED_SETTINGS if k in run_config})
+    given = {k: getattr(a, k) for k in SHARED_SETTINGS if getattr(a, k) is not None}
+    if "epochs" in given and "steps" not in given:
+        out["steps"] = None
+    return out | given
+
+
+def cmd_baselines(a) -> None:
+    from nasmt.baselines.runner import run_baselines, suite_of_run
+    from nasmt.errors import UserError
+    from nasmt.run import is_run_dir, load_run
+
+    out = Path(a.out)
+    run_dir = is_run_dir(out)
+    if a.tasks is None and not run_dir:
+        raise UserError(f"--tasks: required (or give --out a run directory, whose suite is then used; {out} is not one)")
+    suite = a.tasks if a.tasks is not None else suite_of_run(out)
+    s = _settings(a, (load_run(out).get("config") or {}) if run_dir else {})
+    path = run_baselines(suite, out, quiet=a.quiet, device=a.device, **s)
+    print(path)
