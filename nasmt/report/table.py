@@ -61,8 +61,30 @@ def _reference_rows(ctx: ReportContext, metric_keys: list[str]) -> list[dict]:
     ]
 
 
+FINAL = "final."  # column key prefix of a finalized trial's full-budget metrics
+
+
+def _final_columns(ctx: ReportContext) -> list[_Column]:
+    """Full-budget finish (nasmt finalize): each objective's final validation value next
+    to the search-budget one, and the final test mean error."""
+    if not any(t.is_finalized for _, t in ctx.rows()):
+        return []
+    cols = [_Column(f"{FINAL}{o.name}", f"final {ctx.label(o.name)}", "num") for o in ctx.objectives]
+    return cols + [_Column(f"{FINAL}test.mean_error", "final test mean error", "num")]
+
+
+def _final_cells(t, columns: list[_Column]) -> dict:
+    out = {}
+    for c in columns:
+        name = c.key[len(FINAL):]
+        src = (t.final or {}).get("test", {}) if name.startswith("test.") else (t.final or {}).get("metrics", {})
+        out[c.key] = rounded(src.get(name.removeprefix("test.")))
+    return out
+
+
 def get_table_info(ctx: ReportContext) -> _TableInfo:
     metric_keys = _metric_keys(ctx)
+    final_cols = _final_columns(ctx)
     objective_names = {o.name for o in ctx.objectives}
     budgeted = any("feasible" in t.metrics for _, t in ctx.rows())
     has_refs = any(r.baselines for r in ctx.runs)
@@ -74,6 +96,7 @@ def get_table_info(ctx: ReportContext) -> _TableInfo:
         _Column("status", "status", "text"),
         _Column("front", "Pareto", "bool"),
         *(_Column(m, ctx.label(m), "num", m in objective_names) for m in metric_keys),
+        *final_cols,
         *([_Column("delta_m", DELTA_M_LABEL, "num")] if has_single else []),
         _Column("time_s", "time (s)", "num"),
         *([_Column("feasible", "budget", "text")] if budgeted else []),
@@ -88,8 +111,8 @@ def get_table_info(ctx: ReportContext) -> _TableInfo:
             "time_s": rounded(t.timings.get("total_s")),
             "feasible": FEASIBLE_TEXT.get(t.metrics.get("feasible"), ""),
             "hash": t.arch_hash, "error": "" if t.error is None else str(t.error)[:MAX_REASON],
-        })
-    cells += _reference_rows(ctx, metric_keys)
+        } | _final_cells(t, final_cols))
+    cells += [c | {col.key: None for col in final_cols} for c in _reference_rows(ctx, metric_keys)]
     return _TableInfo(columns, [[c[col.key] for col in columns] for c in cells])
 
 

@@ -74,3 +74,24 @@ def test_finalize_command_on_an_existing_run(run_copy):
     assert done and r.stdout.count("finalized") == len(done)
     bad = nasmt("finalize", run_copy, "--epochs", 0, check=False)
     assert bad.returncode == 2 and "--epochs" in bad.stderr
+
+
+def test_report_shows_search_budget_and_final_side_by_side(mo_run):
+    from nasmt.report import load_runs, make_context, resolve_objectives
+    from nasmt.report.table import get_table_info
+
+    out, _ = mo_run
+    runs = load_runs([out])
+    tab = get_table_info(make_context(runs, resolve_objectives(runs)))
+    keys = [c.key for c in tab.columns]
+    assert {"final.mean_error", "final.params", "final.test.mean_error"} <= set(keys)
+    for row in tab.rows:
+        rec = next((t for t in read_trials(out) if t.number == row[tab.index("number")]), None)
+        if rec is None:
+            continue
+        if rec.is_finalized:
+            assert row[tab.index("final.mean_error")] == pytest.approx(rec.final["metrics"]["mean_error"], rel=1e-5)
+            assert row[tab.index("final.test.mean_error")] == pytest.approx(rec.final["test"]["mean_error"], rel=1e-5)
+            assert row[tab.index("mean_error")] == pytest.approx(rec.metrics["mean_error"], rel=1e-5)
+        else:
+            assert row[tab.index("final.mean_error")] is None
