@@ -224,7 +224,13 @@ def cmd_dashboard(a):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nasmt", description="Multi-task neural architecture search (Ray Tune + Optuna + Plotly).")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    _add_space_parsers(sub)
+    _add_search_parsers(sub)
+    _add_run_parsers(sub)
+    return p
 
+
+def _add_space_parsers(sub) -> None:
     v = sub.add_parser("validate", help="check grammar files", description="Parse and validate grammar files.")
     v.add_argument("grammars", nargs="+")
     v.add_argument("--tasks", default=None, help="also check the grammar fits this task suite")
@@ -238,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="one ArchSpec JSON per line")
     s.set_defaults(fn=cmd_sample)
 
+
+def _add_search_parsers(sub) -> None:
     se = sub.add_parser("search", help="run a multi-objective architecture search",
                         description="Run (or --resume) a Ray Tune + Optuna search; writes a run directory.")
     _add_search_args(se)
@@ -251,7 +259,17 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Search search_spaces/conv.grammar on tasks/multimnist.toml (12 trials, 3 epochs each by default) and write the report.")
     _add_search_args(q, quick=True)
     q.set_defaults(fn=cmd_quickstart)
+    add_baselines_parser(sub)
+    f = sub.add_parser("finalize", help="retrain a run's feasible Pareto trials at the full budget",
+                       description="Retrain every feasible Pareto trial of RUN from scratch for --epochs on the whole "
+                       "training split; record validation and test metrics as the trial's final record.")
+    f.add_argument("run")
+    f.add_argument("--epochs", type=float, required=True)
+    f.set_defaults(fn=cmd_finalize)
 
+
+def _add_run_parsers(sub) -> None:
+    """The commands that read a run directory (or an export): no Ray needed."""
     r = sub.add_parser("report", help="write the self-contained HTML report of runs")
     r.add_argument("runs", nargs="+")
     r.add_argument("--output", "-o", default=None, help="HTML file (default RUN/report.html)")
@@ -259,15 +277,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--baselines", default=None, metavar="DIR",
                    help="a folder holding baselines.jsonl (nasmt baselines) to draw as references")
     r.set_defaults(fn=cmd_report)
-
-    add_baselines_parser(sub)
-
-    f = sub.add_parser("finalize", help="retrain a run's feasible Pareto trials at the full budget",
-                       description="Retrain every feasible Pareto trial of RUN from scratch for --epochs on the whole "
-                       "training split; record validation and test metrics as the trial's final record.")
-    f.add_argument("run")
-    f.add_argument("--epochs", type=float, required=True)
-    f.set_defaults(fn=cmd_finalize)
 
     d = sub.add_parser("dashboard", help="serve the live dashboard of runs on 127.0.0.1")
     d.add_argument("runs", nargs="+")
@@ -288,7 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true",
                    help="write into --out even when it is a non-empty folder that holds no earlier export")
     e.set_defaults(fn=cmd_export)
+    _add_predict_parser(sub)
 
+
+def _add_predict_parser(sub) -> None:
     pr = sub.add_parser("predict", help="predictions of an export for raw input rows",
                         description="Encode raw rows (CSV; image exports: a .npy of uint8 images) with the export's "
                         "preprocessing.json and write per-task labels, probabilities or values as CSV.")
@@ -297,7 +309,6 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", required=True, help="CSV file to write the predictions to")
     pr.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     pr.set_defaults(fn=cmd_predict)
-    return p
 
 
 def main(argv=None) -> int:
