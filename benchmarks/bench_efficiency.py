@@ -32,32 +32,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.suites import multimnist_suite  # noqa: E402
 from nasmt.run import HV_REFERENCE, Objective, TrialStatus, hypervolume_history, objective_matrix, read_trials  # noqa: E402
 
 SAMPLERS = ("random", "tpe", "nsga2", "evolution")
 SCHEDULERS = ("fifo", "mo-asha")
 OBJ = [Objective("mean_error", "min"), Objective("params", "min")]
-MM_SUITE = """name = "mm-eff"
-[data]
-source = "multimnist"
-n_train = {n_train}
-n_val = 1024
-n_test = 1024
-[[tasks]]
-name = "left"
-kind = "multiclass"
-target = "left"
-[[tasks]]
-name = "right"
-kind = "multiclass"
-target = "right"
-"""
 
 
 def suites(quick: bool, work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     mm = work / "mm_eff.toml"
-    mm.write_text(MM_SUITE.format(n_train=2048 if quick else 4096))
+    mm.write_text(multimnist_suite("mm-eff", n_train=2048 if quick else 4096, n_val=1024, n_test=1024))
     return {
         "multimnist": (ROOT / "search_spaces" / "conv.grammar", mm),
         "people": (ROOT / "search_spaces" / "mlp.grammar", ROOT / "tasks" / "people.toml"),

@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.suites import multimnist_suite  # noqa: E402
 from nasmt.run import TrialStatus, read_trials  # noqa: E402
 
 PUBLISHED = {
@@ -37,18 +38,6 @@ PUBLISHED = {
     "lenet_params": 60480,  # our LeNet baseline's count (conv10-conv20-fc50 trunk, fc50 heads)
 }
 GOAL = {"left": 0.973, "right": 0.960, "max_params": 60480}
-SUITE = """name = "multimnist-full"
-[data]
-source = "multimnist"
-[[tasks]]
-name = "left"
-kind = "multiclass"
-target = "left"
-[[tasks]]
-name = "right"
-kind = "multiclass"
-target = "right"
-"""
 
 
 def sh(*args) -> float:
@@ -81,7 +70,7 @@ def main():
     runs = Path(a.runs)
     runs.mkdir(parents=True, exist_ok=True)
     suite = runs / "multimnist_full.toml"
-    suite.write_text(SUITE)
+    suite.write_text(multimnist_suite("multimnist-full"))
     run, base = runs / "search", runs / "baselines"
     wall = {}
     if not (run / "run.json").exists():
