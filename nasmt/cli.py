@@ -33,7 +33,8 @@ def _add_search_args(p: argparse.ArgumentParser, quick: bool = False):
                    help="comma-separated objectives, each optionally :min or :max "
                    "(mean_error, params, flops, size_bytes, latency_ms, <task>.<metric>, <task>.error)")
     p.add_argument("--trials", type=int, default=12 if quick else 16, help="number of complete trials wanted")
-    p.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2", "random", "evolution"])
+    p.add_argument("--sampler", default="random", choices=["random", "tpe", "nsga2", "evolution"],
+                   help="random (the default: nothing beat it in benchmarks/bench_efficiency.py), tpe, nsga2, evolution")
     p.add_argument("--epochs", type=float, default=3.0 if quick else 1.0, help="training budget per trial, in epochs")
     p.add_argument("--steps", type=int, default=None, help="training budget in optimizer steps (overrides --epochs)")
     p.add_argument("--batch-size", type=int, default=128)
