@@ -9,7 +9,7 @@ as labelled reference points and the table lists them after the trials."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nasmt.baselines import BaselineRecord, baselines_path, read_baselines
@@ -152,5 +152,7 @@ class ReportContext:
 
 
 def make_context(runs: list[RunData], objectives: list[Objective]) -> ReportContext:
-    fronts = [frozenset(front_numbers(r.trials, objectives)) for r in runs]
+    # a finalized trial stands where its full-budget metrics put it (TrialRecord.best_metrics)
+    fronts = [frozenset(front_numbers([replace(t, metrics=t.best_metrics) for t in r.trials], objectives))
+              for r in runs]
     return ReportContext(list(runs), list(objectives), fronts, merged_task_names(runs))
