@@ -41,11 +41,13 @@ from nasmt.run.objectives import (
 )
 from nasmt.run.pareto import (
     HV_REFERENCE,
+    crowding,
     front_numbers,
     hypervolume,
     hypervolume_2d,
     hypervolume_history,
     knee_point,
+    nondominated_ranks,
     normalize,
     pareto_mask,
     pareto_mask_naive,

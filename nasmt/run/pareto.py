@@ -53,6 +53,35 @@ def pareto_mask(points: np.ndarray) -> np.ndarray:
     return mask
 
 
+def nondominated_ranks(P: np.ndarray) -> np.ndarray:
+    """Front index (0 = non-dominated) of each row of a minimization matrix (NSGA-II's
+    non-dominated sort, by peeling fronts)."""
+    rank = np.full(len(P), -1)
+    left = np.arange(len(P))
+    r = 0
+    while len(left):
+        m = pareto_mask(P[left])
+        rank[left[m]] = r
+        left = left[~m]
+        r += 1
+    return rank
+
+
+def crowding(P: np.ndarray) -> np.ndarray:
+    """NSGA-II crowding distance of each row of one front (boundary points: infinite)."""
+    n, k = P.shape
+    d = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for j in range(k):
+        order = np.argsort(P[:, j], kind="stable")
+        span = P[order[-1], j] - P[order[0], j]
+        d[order[0]] = d[order[-1]] = np.inf
+        if span > 0:
+            d[order[1:-1]] += (P[order[2:], j] - P[order[:-2], j]) / span
+    return d
+
+
 def pareto_trials(trials: list[TrialRecord], objectives: list[Objective]) -> list[TrialRecord]:
     """The Pareto front: complete trials within budget only (failed, stopped and
     over-budget trials never are), sorted by the objectives."""

@@ -1,10 +1,12 @@
 """Search: Ray Tune runs the trials, Optuna proposes them (define-by-run over the grammar).
 
 config (SearchConfig, validation) -> context (TrialContext shipped to workers) ->
-space (the define-by-run hook) -> trial (the trainable) -> study (the Optuna adapter)
--> searcher (the Tune Searcher) -> callback (records) -> driver (run_search); resume
-and lock make a killed search continuable; faults are test-only fault injection;
-measure re-measures the Pareto set's latency after a search.
+space (the define-by-run hook) -> trial (the trainable; its files reach the run
+directory through sink) -> study (the Optuna adapter; evolution is our own sampler,
+warm seeds it) -> searcher (the Tune Searcher; mo_asha the scheduler) -> callback
+(records) -> driver (run_search); resume and lock make a killed search continuable;
+measure re-measures the Pareto set's latency and finalize retrains it at the full budget
+after a search; faults are test-only fault injection.
 """
 
 from nasmt.search.config import SAMPLERS, STUDY_NAME, SearchConfig

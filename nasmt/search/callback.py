@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from ray.tune import Callback
@@ -90,7 +91,7 @@ class RecordCallback(Callback):
         if number is None:
             return None
         rec = record_of(self.run_dir, int(number), status, trial.last_result, trial.error_file)
-        rec = TrialRecord.from_json({**rec.to_json(), "trial_id": trial.trial_id})
+        rec = replace(rec, trial_id=trial.trial_id)
         append_record(self.run_dir, rec)
         self.counts[rec.status] += 1
         done = self.counts[TrialStatus.COMPLETE]

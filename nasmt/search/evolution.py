@@ -41,7 +41,7 @@ from optuna.samplers._base import _process_constraints_after_trial
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from nasmt.run import pareto_mask
+from nasmt.run import crowding, nondominated_ranks
 
 PLAN_ATTR = "nasmt_evolution"  # trial system attr: {"op", "parents", "prefix"}
 RANDOM, MUTATION, CROSSOVER, ENQUEUED = "random", "mutation", "crossover", "enqueued"
@@ -89,19 +89,6 @@ def fits(distribution: BaseDistribution, value) -> bool:
     return False
 
 
-def _crowding(values: np.ndarray) -> np.ndarray:
-    """NSGA-II crowding distance of the points of one front (boundaries: infinite)."""
-    n, k = values.shape
-    dist = np.zeros(n)
-    for j in range(k):
-        order = np.argsort(values[:, j], kind="stable")
-        span = values[order[-1], j] - values[order[0], j]
-        dist[order[[0, -1]]] = np.inf
-        if n > 2 and span > 0:
-            dist[order[1:-1]] += (values[order[2:], j] - values[order[:-2], j]) / span
-    return dist
-
-
 def ranked(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> list[FrozenTrial]:
     """Complete trials best first: feasible before infeasible (infeasible by total
     constraint violation), then by non-dominated rank, then widest crowding distance."""
@@ -110,13 +97,11 @@ def ranked(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) 
     violation = np.array([sum(max(0.0, c) for c in t.constraints.values()) for t in trials])
     rank = np.zeros(len(trials))
     crowd = np.zeros(len(trials))
-    left = np.flatnonzero(violation == 0)
-    r = 0
-    while len(left):  # peel fronts (complete trials have no NaN values: Optuna fails those)
-        on_front = pareto_mask(values[left])
-        front = left[on_front]
-        rank[front], crowd[front] = r, _crowding(values[front])
-        left, r = left[~on_front], r + 1
+    feasible = np.flatnonzero(violation == 0)  # complete trials have no NaN values: Optuna fails those
+    rank[feasible] = nondominated_ranks(values[feasible])
+    for r in np.unique(rank[feasible]):
+        front = feasible[rank[feasible] == r]
+        crowd[front] = crowding(values[front])
     order = sorted(range(len(trials)), key=lambda i: (violation[i], rank[i], -crowd[i], trials[i].number))
     return [trials[i] for i in order]
 

@@ -21,35 +21,7 @@ import math
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from nasmt.run.pareto import pareto_mask
-
-
-def nondominated_ranks(P: np.ndarray) -> np.ndarray:
-    """Front index (0 = non-dominated) of each row of a minimization matrix."""
-    rank = np.full(len(P), -1)
-    left = np.arange(len(P))
-    r = 0
-    while len(left):
-        m = pareto_mask(P[left])
-        rank[left[m]] = r
-        left = left[~m]
-        r += 1
-    return rank
-
-
-def crowding(P: np.ndarray) -> np.ndarray:
-    """Crowding distance of each row within its set (boundary points: infinite)."""
-    n, k = P.shape
-    d = np.zeros(n)
-    if n <= 2:
-        return np.full(n, np.inf)
-    for j in range(k):
-        order = np.argsort(P[:, j], kind="stable")
-        span = P[order[-1], j] - P[order[0], j]
-        d[order[0]] = d[order[-1]] = np.inf
-        if span > 0:
-            d[order[1:-1]] += (P[order[2:], j] - P[order[:-2], j]) / span
-    return d
+from nasmt.run.pareto import crowding, nondominated_ranks
 
 
 def rung_keeps(candidate: np.ndarray, others: np.ndarray, reduction_factor: float) -> bool:

@@ -4,9 +4,9 @@ What a run directory holds after a crash (SIGKILL of the driver, power loss, ...
 
 * `trials.jsonl`: one record per trial the driver saw finish (append + fsync). A torn
   last line (killed mid-append) is cut off here, so later appends stay parseable.
-* `trials/NNNNN/result.json` (or `error.json`): written atomically by the trial itself
-  *before* it reports to Tune, so a trial that finished survives even when the driver
-  died before recording it.
+* `trials/NNNNN/result.json` (or `error.json`): written atomically for the trial (by the
+  sink actor on the driver's node, `nasmt.search.sink`) *before* it reports to Tune, so a
+  trial that finished survives even when the driver died before recording it.
 * `study.journal`: Optuna's journal (append + fsync). Trials the driver had asked for
   but not yet told about are left RUNNING.
 

@@ -12,7 +12,12 @@ from nasmt.errors import UserError
 from nasmt.run import JOURNAL_FILE, Objective
 from nasmt.search.config import SAMPLERS, STUDY_NAME
 
-STARTUP_FRACTION = 3  # TPE / NSGA-II: a third of the trials (4..10 / 4..50) explores at random first
+STARTUP_FRACTION = 3  # TPE / NSGA-II / evolution: a third of the trials (4..10 / 4..50) explores at random first
+
+
+def population_size(trials: int) -> int:
+    """The random initial population of the genetic samplers (NSGA-II, evolution)."""
+    return max(4, min(50, trials // STARTUP_FRACTION))
 
 
 def journal_storage(run_dir: Path):
@@ -38,23 +43,22 @@ def make_sampler(name: str, seed: int, trials: int, max_bytes=None, max_latency_
             n_startup_trials=max(4, min(10, trials // STARTUP_FRACTION)), constraints_func=cons,
         )
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // STARTUP_FRACTION)),
-                                             constraints_func=cons)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size(trials), constraints_func=cons)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "evolution":
         from nasmt.search.evolution import EvolutionSampler
 
-        return EvolutionSampler(population_size=max(4, min(50, trials // STARTUP_FRACTION)), seed=seed,
-                                constraints_func=cons)
+        return EvolutionSampler(population_size=population_size(trials), seed=seed, constraints_func=cons)
     raise UserError(f"--sampler: unknown sampler {name!r} (choose {', '.join(SAMPLERS)})")
 
 
 class StudyAdapter:
     """Asks Optuna for genomes (define-by-run over the grammar) and tells it outcomes.
 
-    `ask()` -> (number, genome); `tell_complete(number, metrics)`; `tell_failed(number)`;
-    `tell_stopped(number)`. Each trial is told exactly once."""
+    `seed(completed, genomes)` once (warm start); then per trial `ask()` -> (number,
+    genome) and exactly one of `tell_complete(number, metrics, costs_attr, cost_keys)`,
+    `tell_failed(number)`, `tell_stopped(number)`."""
 
     def __init__(self, run_dir: Path, objectives: list[Objective], sampler, space):
         import optuna

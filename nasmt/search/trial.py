@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
+from dataclasses import replace
 
 from nasmt.errors import TrialError
 from nasmt.run import ERROR_FILE, RESULT_FILE, SPEC_FILE, WEIGHTS_FILE, TrialRecord, TrialStatus
@@ -73,8 +74,7 @@ def run_trial(config: dict, ctx: TrialContext) -> None:
                       data.n_outputs)
         send_files(ctx, number, {SPEC_FILE: _json_bytes(spec.to_json())})
         rec, weights = _train_and_measure(ctx, number, spec, data)
-        rec = TrialRecord.from_json({**rec.to_json(), "timings": {**rec.timings, "data_s": t_data - t_start,
-                                                                  "total_s": time.time() - t_start}})
+        rec = replace(rec, timings={**rec.timings, "data_s": t_data - t_start, "total_s": time.time() - t_start})
         send_files(ctx, number, {WEIGHTS_FILE: weights, RESULT_FILE: _json_bytes(rec.to_json())})
     except BaseException as e:  # record why, then let Tune mark the trial as errored
         if isinstance(e, (KeyboardInterrupt, SystemExit)):  # SystemExit: Tune stopping the trial (early stop)
@@ -108,13 +108,14 @@ def _train_and_measure(ctx: TrialContext, number: int, spec, data) -> tuple[Tria
     hooks = inject(ctx.fault, number, model)
     tc = TrainConfig(epochs=ctx.epochs, steps=ctx.steps, batch_size=ctx.batch_size, lr=ctx.lr, seed=seed,
                      device=ctx.device, time_limit_s=ctx.trial_timeout)
+    static = static_costs(model, spec, c, ctx)  # once per trial: early-stop reports and the record share it
     if ctx.early_stop:
-        hooks.append(_EpochReport(model, ctx, data, static_costs(model, spec, c, ctx), last_epoch=math.ceil(tc.epochs)))
+        hooks.append(_EpochReport(model, ctx, data, static, last_epoch=math.ceil(tc.epochs)))
     tr = train(model, ctx.suite, data, tc, hooks=hooks)
     t_eval = time.time()
     metrics = evaluate(model, ctx.suite, data, "val", ctx.device)
-    metrics.update(params=c["params"], flops=c["flops"])
-    metrics.update(quant_metrics(model, spec, data, ctx, seed))
+    metrics.update(static)
+    metrics.update(quant_metrics(model, spec, data, ctx, seed, static))
     for t, tc_ in c["tasks"].items():
         metrics[f"{t}.path_params"] = tc_["path_params"]
         metrics[f"{t}.path_flops"] = tc_["path_flops"]
@@ -131,7 +132,8 @@ def _train_and_measure(ctx: TrialContext, number: int, spec, data) -> tuple[Tria
 
 
 def static_costs(model, spec, c: dict, ctx: TrialContext) -> dict:
-    """Costs known before training (they count from a scheduler's first rung)."""
+    """Costs known before training, from the architecture alone (they count from a
+    scheduler's first rung): params, FLOPs, exact size_bytes, predicted latency."""
     from nasmt import quant as Q
 
     out = {"params": c["params"], "flops": c["flops"], "size_bytes": Q.size_bytes(model, spec)}
@@ -140,10 +142,10 @@ def static_costs(model, spec, c: dict, ctx: TrialContext) -> dict:
     return out
 
 
-def quant_metrics(model, spec, data, ctx: TrialContext, seed: int) -> dict:
+def quant_metrics(model, spec, data, ctx: TrialContext, seed: int, static: dict) -> dict:
     """The network as deployed: for a quantized policy, optional QAT, calibration and
-    validation metrics under simulation (they replace the fp32 ones); exact size_bytes
-    of the artifact; predicted (and optionally measured) latency; budget feasibility."""
+    validation metrics under simulation (they replace the fp32 ones); measured latency
+    when asked; budget feasibility over these and the `static` costs."""
     from nasmt import quant as Q
     from nasmt.train import evaluate
 
@@ -157,14 +159,11 @@ def quant_metrics(model, spec, data, ctx: TrialContext, seed: int) -> dict:
         with Q.simulate(model, spec, calib) as act:
             m.update(evaluate(model, ctx.suite, data, "val", ctx.device))
     m["quant_policy"] = Q.policy_summary(spec)
-    m["size_bytes"] = Q.size_bytes(model, spec)
-    if ctx.predict_latency:
-        m["predicted_latency_ms"] = Q.predicted_latency_ms(spec, ctx.latency_batch)
     if ctx.measure_latency:
         m["latency_ms"] = Q.model_latency(model.cpu(), spec, calib.cpu(), ctx.latency_batch, act=act)
         m["latency_source"] = "measured"
     m["latency_batch"] = ctx.latency_batch
-    m["feasible"] = Q.feasible(m, ctx.max_bytes, ctx.max_latency_ms)
+    m["feasible"] = Q.feasible({**static, **m}, ctx.max_bytes, ctx.max_latency_ms)
     return m
 
 

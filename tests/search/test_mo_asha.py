@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from nasmt.run import Objective
-from nasmt.search.mo_asha import MOASHAScheduler, crowding, nondominated_ranks, rung_keeps
+from nasmt.run import crowding, nondominated_ranks
+from nasmt.search.mo_asha import MOASHAScheduler, rung_keeps
 
 SEEN = np.array([[0.30, 100_000.0], [0.35, 90_000.0], [0.32, 120_000.0]])
 
