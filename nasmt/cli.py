@@ -67,6 +67,9 @@ def _add_search_args(p: argparse.ArgumentParser, quick: bool = False):
                    help="architectures to evaluate first: an exported arch.json, a trial's spec.json or a genome JSON")
     p.add_argument("--warm-start", nargs="+", default=(), metavar="RUN",
                    help="seed the study with these earlier runs' complete trials")
+    p.add_argument("--affinity", default=None, metavar="DIR",
+                   help="a folder written by `nasmt affinity`: the first quarter of the trials follow its task "
+                   "grouping (group and tap decisions); needs a grammar with task groups (search_spaces/mtl.grammar)")
     p.add_argument("--inject-fault", dest="fault", default=None, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--baselines", action="store_true",
@@ -85,7 +88,7 @@ def _search_config(a):
         reduction_factor=a.reduction_factor, final_epochs=a.final_epochs,
         max_bytes=a.max_bytes, max_latency_ms=a.max_latency_ms, latency_batch=a.latency_batch,
         qat_steps=a.qat_steps, measure_latency=a.measure_latency, storage=a.storage,
-        enqueue=tuple(a.enqueue), warm_start=tuple(a.warm_start),
+        enqueue=tuple(a.enqueue), warm_start=tuple(a.warm_start), affinity=a.affinity,
     )
 
 
@@ -101,7 +104,12 @@ def cmd_validate(a):
             s = load_suite(a.tasks)
             check_compatible(g, s.is_image, s.file)
         n_dec = sum(len(r.alts) > 1 for r in g.rules.values())
-        print(f"{f}: ok ({len(g.rules)} rules, {n_dec} with alternatives, quantization {'searched' if g.has_quant else 'fp32'})")
+        ops = {it.atom.name for r in g.rules.values() for a in r.alts for it in a.items if hasattr(it.atom, "params")}
+        sharing = ["hard"] + [f for f in ("mmoe", "ple") if f in ops] + (["tree"] if "group" in g.rules else [])
+        extra = f", sharing {'|'.join(sharing)}" if len(sharing) > 1 else ""
+        extra += ", training searched" if "train" in g.rules else ""
+        print(f"{f}: ok ({len(g.rules)} rules, {n_dec} with alternatives, quantization "
+              f"{'searched' if g.has_quant else 'fp32'}{extra})")
 
 
 def cmd_sample(a):
@@ -214,6 +222,21 @@ def cmd_finalize(a):
     finalize_run(Path(a.run), a.epochs, say=lambda m: print(m, flush=True))
 
 
+def cmd_affinity(a):
+    from nasmt.report.affinity import write_affinity_html
+    from nasmt.search.affinity import measure
+
+    aff = measure(a.tasks, Path(a.out), epochs=a.epochs, steps=a.steps, every=a.every, seed=a.seed)
+    write_affinity_html(aff, Path(a.out) / "affinity.html")
+    k = max(len(t) for t in aff["tasks"])
+    print(f"inter-task affinity (row: task stepped, column: task helped; {aff['measurements']} measurements)")
+    print(" " * (k + 2) + " ".join(f"{t[:8]:>8}" for t in aff["tasks"]))
+    for t, row in zip(aff["tasks"], aff["matrix"]):
+        print(f"{t:>{k}}  " + " ".join(f"{v:8.4f}" for v in row))
+    print("suggested groups: " + " | ".join(", ".join(g) for g in aff["groups"]))
+    print(Path(a.out) / "affinity.html")
+
+
 def cmd_dashboard(a):
     from nasmt.report.dashboard import serve
 
@@ -261,6 +284,17 @@ def _add_search_parsers(sub) -> None:
     _add_search_args(q, quick=True)
     q.set_defaults(fn=cmd_quickstart)
     add_baselines_parser(sub)
+    af = sub.add_parser("affinity", help="measure inter-task affinity on a suite (Fifty et al. 2021)",
+                        description="Train a small hard-shared probe network on the suite and record the lookahead "
+                        "affinity of every task onto every other; writes DIR/affinity.json and a heatmap "
+                        "DIR/affinity.html. Pass DIR to `search --affinity` to seed the task grouping.")
+    af.add_argument("--tasks", required=True, help="task suite file (tasks/*.toml)")
+    af.add_argument("--out", required=True, metavar="DIR", help="folder to write affinity.json and affinity.html into")
+    af.add_argument("--epochs", type=float, default=2.0, help="training budget of the probe, in epochs")
+    af.add_argument("--steps", type=int, default=None, help="budget in optimizer steps (overrides --epochs)")
+    af.add_argument("--every", type=int, default=5, help="measure affinity every this many steps")
+    af.add_argument("--seed", type=int, default=0)
+    af.set_defaults(fn=cmd_affinity)
     f = sub.add_parser("finalize", help="retrain a run's feasible Pareto trials at the full budget",
                        description="Retrain every feasible Pareto trial of RUN from scratch for --epochs on the whole "
                        "training split; record validation and test metrics as the trial's final record.")

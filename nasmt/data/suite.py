@@ -121,12 +121,27 @@ class TaskSuite:
         }
 
 
+# Public attribute names of torch's nn.ModuleDict: a task ident keys the network's branches
+# (nn.ModuleDict), which refuses these ("children", "train", "to", ...). Literal here (no
+# torch import at suite load); tests/data/test_data.py checks it against torch.
+MODULE_ATTRS = frozenset("""
+T_destination add_module apply bfloat16 buffers call_super_init children clear compile cpu cuda double dump_patches
+eval extra_repr float forward get_buffer get_extra_state get_parameter get_submodule half ipu items keys
+load_state_dict modules mtia named_buffers named_children named_modules named_parameters parameters pop
+register_backward_hook register_buffer register_forward_hook register_forward_pre_hook register_full_backward_hook
+register_full_backward_pre_hook register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module
+register_parameter register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state
+set_submodule share_memory state_dict to to_empty train training type update values xpu zero_grad
+""".split())
+
+
 def safe_ident(name: str, taken: set[str] | None = None) -> str:
-    """A Python identifier derived from `name` (user text never becomes code)."""
+    """A Python identifier derived from `name` (user text never becomes code), usable as
+    a module name in the network (not an nn.Module attribute, no leading underscore)."""
     ident = re.sub(r"\W", "_", name.strip(), flags=re.ASCII) or "task"
-    if ident[0].isdigit():
-        ident = "t_" + ident
-    if keyword.iskeyword(ident):
+    if ident[0].isdigit() or ident[0] == "_":
+        ident = "t_" + ident.lstrip("_")
+    if keyword.iskeyword(ident) or ident in MODULE_ATTRS:
         ident += "_"
     if taken is not None:
         base, i = ident, 2

@@ -38,6 +38,10 @@ def _ctor(m: nn.Module) -> str:
         return f"DWSep({m.dw.in_channels}, {m.pw.out_channels}, {m.dw.kernel_size[0]}, {m.dw.stride[0]})"
     if isinstance(m, O.Residual):
         return f"Residual({m.conv1.in_channels}, {m.conv1.kernel_size[0]})"
+    if isinstance(m, O.MMoE):
+        return f"MMoE({m.cin}, {m.n}, {m.h}, {m.readers}, {m.image}, {m.k})"
+    if isinstance(m, O.PLE):
+        return f"PLE({m.cin}, {m.n_shared}, {m.n_own}, {m.n_levels}, {m.h}, {m.readers}, {m.image}, {m.k})"
     if isinstance(m, O.GlobalPool):
         return "GlobalPool()"
     if isinstance(m, O.FC):
@@ -77,11 +81,17 @@ def generate_source(model: O.MultiTaskNet, spec: ArchSpec, title: str) -> str:
     for t in model.branches:
         if not t.isidentifier():  # idents are sanitized at suite load; never emit anything else
             raise ValueError(f"unsafe task identifier {t!r}")
-    classes = "\n\n".join(inspect.getsource(c) for c in O.EXPORTED_CLASSES)
+    classes = "\n\n".join(inspect.getsource(c) for c in O.EXPORTED_CLASSES)  # classes and helper functions
     indent = " " * 8
     trunk = "".join(f"{indent}{_seq_src(s, indent)},  # stage {i}\n" for i, s in enumerate(model.trunk, 1))
     branches = "".join(f"{indent}{t!r}: {_seq_src(b, indent)},\n" for t, b in model.branches.items())
     taps = ", ".join(f"{t!r}: {k}" for t, k in model.taps.items())
+    groups = "".join(f"{indent}{g!r}: {_seq_src(m, indent)},\n" for g, m in model.groups.items())
+    for g in model.groups:  # group labels come from the grammar: names or integers
+        if not (g.isidentifier() or g.isdigit()):
+            raise ValueError(f"unsafe group label {g!r}")
+    wiring = (f"groups={{\n{groups}    }}, group_taps={model.group_taps!r}, joins={model.joins!r}, "
+              f"slots={model.slots!r}")
     shape = tuple(int(x) for x in spec.input_shape)
     return f'''"""{title}
 
@@ -118,7 +128,7 @@ def build_model():
 {trunk}    ]
     branches = {{
 {branches}    }}
-    return MultiTaskNet(trunk, branches, taps={{{taps}}})
+    return MultiTaskNet(trunk, branches, taps={{{taps}}}, {wiring})
 
 
 def load(weights=None, device="cpu"):

@@ -134,6 +134,7 @@ def _trained_model(run_dir: Path, run: dict, rec, spec: ArchSpec, suite, data: P
     retrain = None
     if retrain_epochs:
         settings = {k: run["config"][k] for k in RETRAIN_KEYS if run["config"].get(k) is not None}
+        settings.update(spec.train_overrides())  # the grammar's train rule (balance, lr, wd) wins
         retrain = train(model, suite, data, TrainConfig(epochs=retrain_epochs, seed=seed, **settings))
     else:
         weights = trial_dir(run_dir, number) / ((rec.final or {}).get("weights") or WEIGHTS_FILE)
@@ -190,23 +191,35 @@ def _write_onnx(model: O.MultiTaskNet, x: torch.Tensor, path: Path) -> dict:
 
 
 def _sub_spec(spec: ArchSpec, task: str) -> ArchSpec:
-    """The trunk prefix up to `task`'s tap and its branch alone."""
+    """The trunk prefix up to `task`'s tap, the group it joins, and its branch alone."""
     b = spec.branch(task)
-    return ArchSpec(spec.space, spec.input_shape, spec.stages[: b.tap], (b,), spec.genome)
+    groups = tuple(g for g in spec.groups if g.name == b.group)
+    return ArchSpec(spec.space, spec.input_shape, spec.stages[: b.tap], (b,), spec.genome, groups, spec.train)
+
+
+def _sub_model(model: O.MultiTaskNet, b) -> O.MultiTaskNet:
+    """The modules one task needs, taken from the full model (weights shared): the trunk
+    prefix (an expert mixture there stays whole: every gate reads all its experts), the
+    group it joins, its branch."""
+    reader = "group." + b.group if b.group is not None else b.task
+    return O.MultiTaskNet(
+        list(model.trunk[: b.tap]), {b.task: model.branches[b.task]}, {b.task: b.tap},
+        groups={b.group: model.groups[b.group]} if b.group is not None else None,
+        group_taps={b.group: b.tap} if b.group is not None else None,
+        joins={b.task: b.group} if b.group is not None else None,
+        slots={reader: model.slots[reader]} if reader in model.slots else None,
+    )
 
 
 def _write_tasks(out: Path, model: O.MultiTaskNet, spec: ArchSpec, pre: Preprocessing, x: torch.Tensor,
                  title: str) -> dict:
-    """One folder per task holding only the trunk prefix and branch it needs."""
-    full = model.state_dict()
+    """One folder per task holding only the trunk prefix, group and branch it needs."""
     with torch.no_grad():
         want = model(x)
     per_task = {}
     for b in spec.branches:
         sub = _sub_spec(spec, b.task)
-        m = build(sub)
-        m.load_state_dict({k: full[k] for k in m.state_dict()})
-        m.eval()
+        m = _sub_model(model, b).eval()
         folder = out / TASKS_DIR / b.task  # an identifier (sanitized at suite load): a safe path
         _write_model(folder, m, sub, pre.for_task(b.task), f"{title}: task {b.task} only")
         with torch.no_grad():

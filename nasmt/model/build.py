@@ -17,6 +17,7 @@ from torch import nn
 
 from nasmt.model import ops as O
 from nasmt.space.spec import ArchSpec, OpSpec
+from nasmt.space.vocab import SOFT_OPS
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,18 @@ def shape_of(input_shape) -> Shape:
     raise ValueError(f"unsupported input shape {shape}")
 
 
-def op_modules(spec: OpSpec, s: Shape) -> tuple[list[nn.Module], Shape]:
-    """Modules for one op and the shape after it."""
+def op_modules(spec: OpSpec, s: Shape, readers: int = 1) -> tuple[list[nn.Module], Shape]:
+    """Modules for one op and the shape after it (for an expert mixture: the shape of each
+    of its `readers` outputs)."""
     name = spec.op
     g = spec.get
+    if name in ("mmoe", "ple"):
+        h, k = g("h"), g("k", 3)
+        if name == "mmoe":
+            m = O.MMoE(s.c, g("n"), h, readers, s.image, k)
+        else:
+            m = O.PLE(s.c, g("shared"), g("own"), g("levels", 1), h, readers, s.image, k)
+        return [m], Shape(h, s.h, s.w)
     if name in ("conv", "dwsep"):
         st = g("s", 1) if min(s.h, s.w) > 1 else 1
         cls = O.ConvBNAct if name == "conv" else O.DWSep
@@ -84,49 +93,94 @@ def op_modules(spec: OpSpec, s: Shape) -> tuple[list[nn.Module], Shape]:
 class Unit:
     """One op of a built network."""
 
-    group: str  # module path of its stage / branch in MultiTaskNet: "trunk.<i>" or "branches.<task>"
+    group: str  # module path of its stage / group / branch in MultiTaskNet: "trunk.<i>", "groups.<g>", "branches.<task>"
     label: str  # the op as written ("conv(c=16, k=3, s=2)"); "gap()" / "linear(out=N)" when implicit
     op: str  # the op name ("conv", ..., "gap", "linear")
     modules: list[nn.Module]  # empty where the op is the identity at this shape
     shape: Shape  # its input shape
 
 
-def _branch_units(b, s: Shape) -> list[Unit]:
-    group = f"branches.{b.task}"
+def _branch_units(b, s: Shape, group: str | None = None) -> list[Unit]:
+    """A branch's ops then its implicit gap / output layer; a group's ops (`group`: its
+    module path) have no output layer."""
+    path = group or f"branches.{b.task}"
     out = []
-    for o in (*b.layers, *b.head):
+    for o in (*b.layers, *getattr(b, "head", ())):
         mods, s2 = op_modules(o, s)
-        out.append(Unit(group, str(o), o.op, mods, s))
+        out.append(Unit(path, str(o), o.op, mods, s))
         s = s2
+    if group is not None:
+        return out
     if s.image:
-        out.append(Unit(group, "gap()", "gap", [O.GlobalPool()], s))
+        out.append(Unit(path, "gap()", "gap", [O.GlobalPool()], s))
         s = Shape(s.c)
-    out.append(Unit(group, f"linear(out={b.out})", "linear", [nn.Linear(s.c, b.out)], s))
+    out.append(Unit(path, f"linear(out={b.out})", "linear", [nn.Linear(s.c, b.out)], s))
+    return out
+
+
+def readers(spec: ArchSpec) -> dict[int, list[str]]:
+    """Who reads each stage (1-based), in slot order: groups, then tasks that tap it directly."""
+    out: dict[int, list[str]] = {}
+    for g in spec.groups:
+        out.setdefault(g.tap, []).append("group." + g.name)
+    for b in spec.branches:
+        if b.group is None:
+            out.setdefault(b.tap, []).append(b.task)
+    return out
+
+
+def _group_out(spec: ArchSpec, stage_out: list[Shape]) -> dict[str, Shape]:
+    out = {}
+    for g in spec.groups:
+        s = stage_out[g.tap - 1]
+        for o in g.layers:
+            s = op_modules(o, s)[1]
+        out[g.name] = s
     return out
 
 
 def units(spec: ArchSpec) -> list[Unit]:
-    """Every op of the network for `spec`, stages first, then each branch (the order
-    `build` creates modules in, so a seeded build initializes the same weights)."""
+    """Every op of the network for `spec`: stages, then groups, then each branch (the
+    order `build` creates modules in, so a seeded build initializes the same weights)."""
     s = shape_of(spec.input_shape)
+    who = readers(spec)
     out, stage_out = [], []
     for i, st in enumerate(spec.stages):
         for o in st.ops:
-            mods, s2 = op_modules(o, s)
+            mods, s2 = op_modules(o, s, len(who.get(i + 1, ())) or 1)
             out.append(Unit(f"trunk.{i}", str(o), o.op, mods, s))
             s = s2
         stage_out.append(s)
+    for g in spec.groups:
+        out += _branch_units(g, stage_out[g.tap - 1], group=f"groups.{g.name}")
+    group_out = _group_out(spec, stage_out)
     for b in spec.branches:
-        out += _branch_units(b, stage_out[b.tap - 1])
+        out += _branch_units(b, group_out[b.group] if b.group is not None else stage_out[b.tap - 1])
     return out
+
+
+def mixture_slots(spec: ArchSpec) -> dict[str, int]:
+    """reader -> its output's index, for the readers of a stage that ends in an expert mixture."""
+    who = readers(spec)
+    slots = {}
+    for i, st in enumerate(spec.stages, 1):
+        if st.ops and st.ops[-1].op in SOFT_OPS:
+            slots.update({r: j for j, r in enumerate(who.get(i, ()))})
+    return slots
 
 
 def build(spec: ArchSpec) -> O.MultiTaskNet:
     """The multi-task network for `spec` (fp32; quantization is applied by nasmt.quant)."""
     groups: dict[str, list[nn.Module]] = {f"trunk.{i}": [] for i in range(len(spec.stages))}
+    groups.update({f"groups.{g.name}": [] for g in spec.groups})
     groups.update({f"branches.{b.task}": [] for b in spec.branches})
     for u in units(spec):
         groups[u.group].extend(u.modules)
     trunk = [nn.Sequential(*groups[f"trunk.{i}"]) for i in range(len(spec.stages))]
+    task_groups = {g.name: nn.Sequential(*groups[f"groups.{g.name}"]) for g in spec.groups}
     branches = {b.task: nn.Sequential(*groups[f"branches.{b.task}"]) for b in spec.branches}
-    return O.MultiTaskNet(trunk, branches, {b.task: b.tap for b in spec.branches})
+    return O.MultiTaskNet(
+        trunk, branches, {b.task: b.tap for b in spec.branches}, groups=task_groups,
+        group_taps={g.name: g.tap for g in spec.groups}, joins={b.task: b.group for b in spec.branches if b.group},
+        slots=mixture_slots(spec),
+    )

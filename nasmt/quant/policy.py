@@ -24,8 +24,10 @@ FLOAT16 = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def group_paths(spec: ArchSpec) -> list[tuple[str, Precision]]:
-    """(module path in MultiTaskNet, precision) for every stage and branch."""
+    """(module path in MultiTaskNet, precision) for every stage, task group and branch
+    (an expert mixture's experts and gates belong to its stage)."""
     out = [(f"trunk.{i}", st.precision) for i, st in enumerate(spec.stages)]
+    out += [(f"groups.{g.name}", g.precision) for g in spec.groups]
     out += [(f"branches.{b.task}", b.precision) for b in spec.branches]
     return out
 
@@ -42,6 +44,7 @@ def policy_summary(spec: ArchSpec) -> str:
         return f"w{f(p.w)}a{f(p.a)}"
 
     parts = [f"S{i + 1} {short(st.precision)}" for i, st in enumerate(spec.stages)]
+    parts += [f"G{g.name} {short(g.precision)}" for g in spec.groups]
     parts += [f"{b.task} {short(b.precision)}" for b in spec.branches]
     return " | ".join(parts)
 
@@ -52,6 +55,7 @@ def with_policy(spec: ArchSpec, w: str, a: str) -> ArchSpec:
     return replace(
         spec,
         stages=tuple(replace(s, precision=p) for s in spec.stages),
+        groups=tuple(replace(g, precision=p) for g in spec.groups),
         branches=tuple(replace(b, precision=p) for b in spec.branches),
     )
 

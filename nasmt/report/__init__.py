@@ -14,6 +14,8 @@ Plotly, imported in the figure functions only):
     references.py   Δm of trials against the single-task networks; "does the search beat LightGBM?"
     hypervolume.py  hypervolume over trials
     tasks.py        per-task trade-off matrix
+    sharing.py      trials coloured by sharing family / loss balancing method (dropdown)
+    affinity.py     the task-affinity heatmap (affinity.json; also `nasmt affinity`'s page)
     genome.py       parallel coordinates of grammar decisions
     importance.py   decision importances (Optuna)
     arch.py         the selected architecture (drawn by static/dashboard.js)
@@ -22,10 +24,11 @@ Plotly, imported in the figure functions only):
     dashboard.py    the live HTTP server
 """
 
+from nasmt.report.affinity import write_affinity_html
 from nasmt.report.load import ObjectiveError, ReportContext, RunData, load_runs, make_context, resolve_objectives
 from nasmt.report.page import build_payload, export_parts, payload_json, plotly_js, render_html, run_version, write_report
 
 __all__ = [
     "ObjectiveError", "ReportContext", "RunData", "build_payload", "export_parts", "load_runs", "make_context",
-    "payload_json", "plotly_js", "render_html", "resolve_objectives", "run_version", "write_report",
+    "payload_json", "plotly_js", "render_html", "resolve_objectives", "run_version", "write_affinity_html", "write_report",
 ]

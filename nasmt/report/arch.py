@@ -1,6 +1,7 @@
 """The architecture view: a compact drawing of the selected trial's ArchSpec (trunk
-stages with their ops and precision, and per task the stage its branch taps, its own
-layers, head and output size).
+stages with their ops and precision, and per task the stage its branch taps, the layers
+of the task group it joins (labelled "group <name>:"), its own layers, head and output
+size).
 
 The data is computed here, once per distinct architecture (`payload["archs"]`, keyed by
 spec hash); the drawing itself is `drawArch` in static/dashboard.js, because it changes
@@ -65,12 +66,15 @@ def get_arch_info(spec: dict | None, task_names: dict[str, str] | None = None) -
         return None
     task_names = task_names or {}
     stages = [_Stage([_op_label(o) for o in s.get("ops", [])], _prec(s.get("precision"))) for s in spec.get("stages", [])]
+    groups = {str(g.get("name")): g for g in spec.get("groups", [])}
     branches = []
     for b in spec.get("branches", []):
         ident = str(b.get("task", "?"))
+        g = groups.get(str(b.get("group")))  # a task of a group: the group's shared layers come first
+        shared = [f"group {g.get('name')}: {_op_label(o)}" for o in g.get("layers", [])] if g else []
         branches.append(_Branch(
             task=task_names.get(ident, ident), tap=int(b.get("tap", 1)),
-            layers=[_op_label(o) for o in b.get("layers", [])], head=[_op_label(o) for o in b.get("head", [])],
+            layers=shared + [_op_label(o) for o in b.get("layers", [])], head=[_op_label(o) for o in b.get("head", [])],
             out=b.get("out"), prec=_prec(b.get("precision")),
         ))
     return _ArchInfo(str(spec.get("space", "")), list(spec.get("input_shape", [])), stages, branches,

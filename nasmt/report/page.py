@@ -16,6 +16,7 @@ from pathlib import Path
 
 from nasmt.baselines import BASELINES_FILE
 from nasmt.errors import UserError
+from nasmt.report.affinity import affinity_payload
 from nasmt.report.arch import get_arch_info
 from nasmt.report.genome import genome_figure, genome_note, get_genome_info
 from nasmt.report.hypervolume import NOTE as HV_NOTE, final_hypervolume, get_hypervolume_info, hypervolume_figure
@@ -23,10 +24,12 @@ from nasmt.report.importance import get_importance_info, importance_figure
 from nasmt.report.load import ReportContext, RunData, load_runs, make_context, resolve_objectives
 from nasmt.report.pareto import MAX_PARETO_DIMS, get_pareto_info, pareto_figure
 from nasmt.report.references import reference_notes
+from nasmt.report.sharing import get_sharing_info, sharing_figure
 from nasmt.report.style import run_color, run_symbol
 from nasmt.report.table import get_table_info, table_data
 from nasmt.report.tasks import get_task_matrix_info, task_matrix_figure
-from nasmt.run import RUN_FILE, TRIALS_FILE, Objective, TrialStatus, atomic_write_text, count_status, knee_point
+from nasmt.run import (AFFINITY_FILE, RUN_FILE, TRIALS_FILE, Objective, TrialStatus, atomic_write_text, count_status,
+                       knee_point)
 
 STATIC = Path(__file__).resolve().parent / "static"
 REPORT_FILE = "report.html"  # default output, inside the first run directory
@@ -102,6 +105,9 @@ def build_payload(runs: list[RunData], objectives: list[Objective], mode: str = 
         "genome": genome_figure(ginfo),
         "importance": importance_figure(iinfo),
     }
+    sharing = sharing_figure(get_sharing_info(ctx))  # None for runs that record no sharing family / balancing method
+    if sharing is not None:
+        figures["sharing"] = sharing
     return {
         "mode": mode,
         "generated_at": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S"),
@@ -119,15 +125,28 @@ def build_payload(runs: list[RunData], objectives: list[Objective], mode: str = 
             "references": reference_notes(ctx),
         },
         "figures": {k: f.to_plotly_json() for k, f in figures.items()},
+        "affinity": _affinities(runs),
         "version": version or run_version([r.path for r in runs]),
     }
 
 
+def _affinities(runs: list[RunData]) -> list[dict]:
+    """The task-affinity heatmap of every run directory holding an affinity.json (a bad
+    file raises RunDirError naming it and the field)."""
+    out = []
+    for r in runs:
+        a = affinity_payload(r.path, r.name, r.task_names)
+        if a is not None:
+            out.append(a)
+    return out
+
+
 def run_version(paths: list[Path]) -> str:
-    """Changes whenever a run's run.json, trials.jsonl or baselines.jsonl changes (mtime, size)."""
+    """Changes whenever a run's run.json, trials.jsonl, baselines.jsonl or affinity.json
+    changes (mtime, size)."""
     h = hashlib.sha256()
     for path in paths:
-        for f in (RUN_FILE, TRIALS_FILE, BASELINES_FILE):
+        for f in (RUN_FILE, TRIALS_FILE, BASELINES_FILE, AFFINITY_FILE):
             p = Path(path) / f
             try:
                 st = p.stat()

@@ -1,7 +1,8 @@
 """The trial table: every trial of every run (failed and stopped too), then every
 reference model (status "reference", named in the `reference` column), sortable and
 filterable on the page. With a single-task reference, a Δm column gives every row's
-multi-task gain against it (validation).
+multi-task gain against it (validation). Runs whose trials record a sharing family or a
+balancing method (`metrics.sharing`, `metrics.balance`) get a text column for each.
 
 Rows are compact arrays (one value per column); the page looks every value up by its
 column's `key`, never by position, so adding a column shifts nothing."""
@@ -12,6 +13,7 @@ from typing import NamedTuple
 
 from nasmt.report.load import ReportContext
 from nasmt.report.references import single_task, trial_delta_m
+from nasmt.report.sharing import COLORINGS, category_of
 from nasmt.report.style import rounded
 from nasmt.run import COST_OBJECTIVES
 
@@ -89,6 +91,9 @@ def get_table_info(ctx: ReportContext) -> _TableInfo:
     budgeted = any("feasible" in t.metrics for _, t in ctx.rows())
     has_refs = any(r.baselines for r in ctx.runs)
     has_single = any(single_task(ctx, ri) for ri in range(len(ctx.runs)))
+    # multi-task design categories (`metrics.sharing`, `metrics.balance`), when any trial records one
+    design = [_Column(key, label, "text") for key, label, _ in COLORINGS
+              if any(category_of(t.metrics, key) for _, t in ctx.rows())]
     columns = [
         _Column("run", "run", "run"),
         _Column("number", "trial", "int"),
@@ -98,6 +103,7 @@ def get_table_info(ctx: ReportContext) -> _TableInfo:
         *(_Column(m, ctx.label(m), "num", m in objective_names) for m in metric_keys),
         *final_cols,
         *([_Column("delta_m", DELTA_M_LABEL, "num")] if has_single else []),
+        *design,
         _Column("time_s", "time (s)", "num"),
         *([_Column("feasible", "budget", "text")] if budgeted else []),
         _Column("hash", "architecture", "text"),
@@ -111,8 +117,9 @@ def get_table_info(ctx: ReportContext) -> _TableInfo:
             "time_s": rounded(t.timings.get("total_s")),
             "feasible": FEASIBLE_TEXT.get(t.metrics.get("feasible"), ""),
             "hash": t.arch_hash, "error": "" if t.error is None else str(t.error)[:MAX_REASON],
-        } | _final_cells(t, final_cols))
-    cells += [c | {col.key: None for col in final_cols} for c in _reference_rows(ctx, metric_keys)]
+        } | {c.key: category_of(t.metrics, c.key) or "" for c in design} | _final_cells(t, final_cols))
+    cells += [c | {col.key: None for col in final_cols} | {col.key: "" for col in design}
+              for c in _reference_rows(ctx, metric_keys)]
     return _TableInfo(columns, [[c[col.key] for col in columns] for c in cells])
 
 

@@ -7,6 +7,7 @@ export) needs from a run comes from here; none of it needs Ray.
 """
 
 from nasmt.run.files import (
+    AFFINITY_FILE,
     ERROR_FILE,
     JOURNAL_FILE,
     LATENCY_FILE,

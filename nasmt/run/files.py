@@ -32,6 +32,7 @@ TRIALS_FILE = "trials.jsonl"
 JOURNAL_FILE = "study.journal"
 LATENCY_FILE = "latency.json"
 LOCK_FILE = ".nasmt.lock"
+AFFINITY_FILE = "affinity.json"  # inter-task affinity (`nasmt affinity`), copied in by `search --affinity`
 TRIALS_DIR = "trials"
 # per-trial files
 SPEC_FILE = "spec.json"

@@ -47,6 +47,7 @@ class SearchConfig:
     final_epochs: float | None = None  # retrain the feasible Pareto trials this long after the search
     enqueue: tuple[str, ...] = ()  # architectures to evaluate first (arch.json / spec.json / genome files)
     warm_start: tuple[str, ...] = ()  # earlier runs whose complete trials seed the study
+    affinity: str | None = None  # a folder holding affinity.json: its task grouping seeds the first trials
 
     @property
     def early_scheduler(self) -> str | None:

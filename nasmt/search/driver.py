@@ -55,6 +55,10 @@ def prepare(cfg: SearchConfig):
         from nasmt.search.warm import enqueued_genomes
 
         enqueued_genomes(cfg.enqueue, grammar, suite, data)  # one line naming the file if one does not fit
+    if cfg.affinity:
+        from nasmt.search.affinity import affinity_genomes
+
+        affinity_genomes(cfg.affinity, grammar, suite, data, cfg.trials, cfg.seed)  # one line if it does not fit
     for r in cfg.warm_start:
         from nasmt.run import load_run
 
@@ -251,7 +255,14 @@ def _warm_start(cfg: SearchConfig, grammar, suite, objectives, data) -> tuple[li
 
     budgets = {"max_bytes": cfg.max_bytes, "max_latency_ms": cfg.max_latency_ms}
     add, genomes = warm_trials(cfg.warm_start, grammar, suite, objectives=objectives, data=data, budgets=budgets)
-    return add, enqueued_genomes(cfg.enqueue, grammar, suite, data) + genomes
+    prior = []
+    if cfg.affinity:  # the measured task grouping as the prior of the first trials; its heatmap goes in the report
+        from nasmt.run import AFFINITY_FILE, atomic_write_bytes
+        from nasmt.search.affinity import affinity_genomes
+
+        prior, _ = affinity_genomes(cfg.affinity, grammar, suite, data, cfg.trials, cfg.seed)
+        atomic_write_bytes(Path(cfg.out) / AFFINITY_FILE, (Path(cfg.affinity) / AFFINITY_FILE).read_bytes())
+    return add, enqueued_genomes(cfg.enqueue, grammar, suite, data) + prior + genomes
 
 
 def _tuner(cfg, out: Path, grammar, suite, objectives, data, conc: int, done: int, failed: int, say, seeds):

@@ -52,8 +52,9 @@ def finalize_trial(rec: TrialRecord, cfg: dict, suite, data, epochs: float, run_
     seed = int(cfg.get("seed", 0)) * SEED_STRIDE + rec.number
     torch.manual_seed(seed)
     model = build(spec)
-    tr = train(model, suite, data, TrainConfig(epochs=epochs, batch_size=int(cfg.get("batch_size", 128)),
-                                               lr=float(cfg.get("lr", 3e-3)), seed=seed))
+    settings = {"batch_size": int(cfg.get("batch_size", 128)), "lr": float(cfg.get("lr", 3e-3)),
+                **spec.train_overrides()}  # the grammar's train rule (balance, lr, wd) wins over the run's
+    tr = train(model, suite, data, TrainConfig(epochs=epochs, seed=seed, **settings))
     val = _evaluate(model, spec, suite, data, "val")
     costs = {k: v for k, v in rec.metrics.items() if k not in val and not isinstance(v, str)}
     atomic_write_bytes(trial_dir(run_dir, rec.number) / FINAL_WEIGHTS,

@@ -106,8 +106,9 @@ def _train_and_measure(ctx: TrialContext, number: int, spec, data) -> tuple[Tria
     model = build(spec)
     c = cost(model, spec.input_shape)
     hooks = inject(ctx.fault, number, model)
-    tc = TrainConfig(epochs=ctx.epochs, steps=ctx.steps, batch_size=ctx.batch_size, lr=ctx.lr, seed=seed,
-                     device=ctx.device, time_limit_s=ctx.trial_timeout)
+    settings = {"lr": ctx.lr, **spec.train_overrides()}  # the grammar's train rule (balance, lr, wd) wins
+    tc = TrainConfig(epochs=ctx.epochs, steps=ctx.steps, batch_size=ctx.batch_size, seed=seed,
+                     device=ctx.device, time_limit_s=ctx.trial_timeout, **settings)
     static = static_costs(model, spec, c, ctx)  # once per trial: early-stop reports and the record share it
     if ctx.early_stop:
         hooks.append(_EpochReport(model, ctx, data, static, last_epoch=math.ceil(tc.epochs)))
@@ -115,7 +116,9 @@ def _train_and_measure(ctx: TrialContext, number: int, spec, data) -> tuple[Tria
     t_eval = time.time()
     metrics = evaluate(model, ctx.suite, data, "val", ctx.device)
     metrics.update(static)
-    metrics.update(quant_metrics(model, spec, data, ctx, seed, static))
+    metrics.update(quant_metrics(model, spec, data, ctx, seed, static, tc.lr))
+    metrics["sharing"] = spec.sharing  # the sharing family and balancing method, for the report's colouring
+    metrics["balance"] = spec.balance
     for t, tc_ in c["tasks"].items():
         metrics[f"{t}.path_params"] = tc_["path_params"]
         metrics[f"{t}.path_flops"] = tc_["path_flops"]
@@ -124,8 +127,10 @@ def _train_and_measure(ctx: TrialContext, number: int, spec, data) -> tuple[Tria
     rec = TrialRecord(
         number=number, status=TrialStatus.COMPLETE, spec=spec.to_json(), metrics=metrics,
         train={"steps": tr["steps"], "epochs": tr["epochs"], "final_loss": tr["loss"], "device": ctx.device,
-               "threads": torch.get_num_threads()},
-        timings={"train_s": tr["train_time_s"], "eval_s": time.time() - t_eval},
+               "threads": torch.get_num_threads(), "lr": tc.lr, "weight_decay": tc.weight_decay,
+               "balance": tr.get("balance", "equal"), "task_weights": tr.get("task_weights")},
+        # backward_s: time in the loss balancer's backward (per-task-gradient methods pay extra passes here)
+        timings={"train_s": tr["train_time_s"], "backward_s": tr.get("backward_s"), "eval_s": time.time() - t_eval},
         finished_at=time.time(),
     )
     return rec, weights
@@ -142,7 +147,7 @@ def static_costs(model, spec, c: dict, ctx: TrialContext) -> dict:
     return out
 
 
-def quant_metrics(model, spec, data, ctx: TrialContext, seed: int, static: dict) -> dict:
+def quant_metrics(model, spec, data, ctx: TrialContext, seed: int, static: dict, lr: float) -> dict:
     """The network as deployed: for a quantized policy, optional QAT, calibration and
     validation metrics under simulation (they replace the fp32 ones); measured latency
     when asked; budget feasibility over these and the `static` costs."""
@@ -154,7 +159,7 @@ def quant_metrics(model, spec, data, ctx: TrialContext, seed: int, static: dict)
     act = None  # activation scales: calibrated once, reused for the latency artifact
     if not Q.is_fp32(spec):
         if ctx.qat_steps:
-            m.update(Q.qat(model, spec, ctx.suite, data, ctx.qat_steps, lr=ctx.lr * QAT_LR_FACTOR,
+            m.update(Q.qat(model, spec, ctx.suite, data, ctx.qat_steps, lr=lr * QAT_LR_FACTOR,
                            batch_size=ctx.batch_size, seed=seed, device=ctx.device))
         with Q.simulate(model, spec, calib) as act:
             m.update(evaluate(model, ctx.suite, data, "val", ctx.device))

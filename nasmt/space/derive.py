@@ -12,7 +12,7 @@ from __future__ import annotations
 
 
 from nasmt.space.nodes import Grammar, Item, Op, Ref
-from nasmt.space.spec import ArchSpec, BranchSpec, OpSpec, Precision, StageSpec
+from nasmt.space.spec import ArchSpec, BranchSpec, GroupSpec, OpSpec, Precision, StageSpec, TrainSpec
 from nasmt.space.vocab import OPS
 
 
@@ -97,7 +97,9 @@ class _Walker:
             if p is None:
                 vals[pname] = ps.default
             else:
-                if op.name == "tap":  # branch.<task>.tap
+                if op.name == "join":  # branch.<task>.group, whichever alternative holds it
+                    name = ".".join(path.split(".")[:2]) + ".group"
+                elif op.name == "tap":  # branch.<task>.tap, group.<k>.tap
                     name = path
                 elif op.name == "precision":  # quant.<stage|task>.w
                     name = f"{path.removesuffix('.precision')}.{pname}"
@@ -126,8 +128,45 @@ class _Walker:
         return Precision(w=op.get("w"), a=op.get("a"))
 
 
+def group_labels(grammar: Grammar) -> list[str]:
+    """The task groups a branch may join, in the order join(group=...) lists them."""
+    for a in grammar.rules["branch"].alts:
+        for it in a.items:
+            if isinstance(it.atom, Op) and it.atom.name == "join":
+                return [str(c) for c in it.atom.param("group").choices]
+    return []
+
+
+def _tap(ops: list, n: int) -> int:
+    """The 1-based stage a tap(at=...) among `ops` reads, clamped to the trunk's depth."""
+    at = next(o for _, o in ops if o.op == "tap").get("at")
+    return n if at == "last" else max(1, min(int(at), n))
+
+
+def _groups(w: _Walker, labels: list[str], n: int) -> list[list]:
+    """[label, tap, layers] of every joined group, in the grammar's order."""
+    out = []
+    for label in labels:
+        ops: list = []
+        w.rule("group", f"group.{label}", ops, "layer")
+        out.append([label, _tap(ops, n), tuple(o for _, o in ops if o.op != "tap")])
+    return out
+
+
+def _train(w: _Walker) -> TrainSpec | None:
+    if "train" not in w.g.rules:
+        return None
+    ops: list = []
+    w.rule("train", "train", ops, "train")
+    got = {o.op: o for _, o in ops}
+    bal, opt = got.get("balance"), got.get("optim")
+    return TrainSpec(balance=bal.get("method") if bal else "equal",
+                     lr=float(opt.get("lr")) if opt else None, wd=float(opt.get("wd")) if opt else None)
+
+
 def derive(grammar: Grammar, trial, tasks, input_shape: tuple[int, ...], n_outputs: dict[str, int]) -> ArchSpec:
-    """Walk `grammar` with `trial`; `tasks` are TaskDefs (or idents) in suite order."""
+    """Walk `grammar` with `trial`; `tasks` are TaskDefs (or idents) in suite order.
+    Decision order: trunk, branches, joined groups, precisions, train."""
     rec = _Recorder(trial)
     w = _Walker(grammar, rec)
     stages = w.stages()
@@ -137,24 +176,34 @@ def derive(grammar: Grammar, trial, tasks, input_shape: tuple[int, ...], n_outpu
         ident = getattr(t, "ident", t)
         ops: list = []
         w.rule("branch", f"branch.{ident}", ops, "layer")
-        tap_op = next(o for tag, o in ops if o.op == "tap")
-        at = tap_op.get("at")
-        tap = n if at == "last" else max(1, min(int(at), n))
-        layers = tuple(o for tag, o in ops if tag == "layer" and o.op != "tap")
+        join = next((o for _, o in ops if o.op == "join"), None)
+        group = str(join.get("group")) if join is not None else None
+        tap = _tap(ops, n) if join is None else 0
+        layers = tuple(o for tag, o in ops if tag == "layer" and o.op not in ("tap", "join"))
         head = tuple(o for tag, o in ops if tag == "head")
-        branches.append([ident, tap, layers, head])
+        branches.append([ident, tap, layers, head, group])
+    joined = {b[4] for b in branches}
+    groups = _groups(w, [g for g in group_labels(grammar) if g in joined], n)
+    group_tap = {label: tap for label, tap, _ in groups}
+    for b in branches:
+        if b[4] is not None:
+            b[1] = group_tap[b[4]]
     used = max(b[1] for b in branches)
     stage_specs = tuple(StageSpec(tuple(stages[i]), w.precision(f"quant.stage{i + 1}")) for i in range(used))
+    group_specs = tuple(GroupSpec(label, tap, layers, w.precision(f"quant.group.{label}")) for label, tap, layers in groups)
     branch_specs = tuple(
-        BranchSpec(ident, tap, layers, head, int(n_outputs[ident]), w.precision(f"quant.{ident}"))
-        for ident, tap, layers, head in branches
+        BranchSpec(ident, tap, layers, head, int(n_outputs[ident]), w.precision(f"quant.{ident}"), group)
+        for ident, tap, layers, head, group in branches
     )
+    train = _train(w)  # before the genome is read off the recorder
     return ArchSpec(
         space=grammar.name,
         input_shape=tuple(int(x) for x in input_shape),
         stages=stage_specs,
         branches=branch_specs,
         genome=tuple(sorted(rec.genome.items())),
+        groups=group_specs,
+        train=train,
     )
 
 

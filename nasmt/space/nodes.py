@@ -13,7 +13,7 @@ from itertools import accumulate
 from nasmt.space.vocab import IMAGE_OPS
 
 MAX_REPEAT = 16  # the largest repetition count a grammar may ask for
-RESERVED = ("trunk", "branch", "quant")  # rule names with a meaning of their own
+RESERVED = ("trunk", "branch", "quant", "group", "train")  # rule names with a meaning of their own
 
 
 @dataclass(frozen=True)

@@ -64,14 +64,15 @@ class StageSpec:
 @dataclass(frozen=True)
 class BranchSpec:
     task: str  # task ident
-    tap: int  # 1-based trunk stage whose output the branch reads
+    tap: int  # 1-based trunk stage its path goes through (its group's tap when it joins one)
     layers: tuple[OpSpec, ...] = ()
     head: tuple[OpSpec, ...] = ()
     out: int = 1  # output units (from the task)
     precision: Precision = Precision()
+    group: str | None = None  # the task group whose output the branch reads instead of stage `tap`
 
     def to_json(self) -> dict:
-        return {
+        d = {
             "task": self.task,
             "tap": self.tap,
             "layers": [o.to_json() for o in self.layers],
@@ -79,6 +80,9 @@ class BranchSpec:
             "out": self.out,
             "precision": self.precision.to_json(),
         }
+        if self.group is not None:  # absent for a plain branch: older specs keep their hash
+            d["group"] = self.group
+        return d
 
     @staticmethod
     def from_json(d: dict) -> "BranchSpec":
@@ -89,7 +93,48 @@ class BranchSpec:
             head=tuple(OpSpec.from_json(o) for o in d["head"]),
             out=int(d["out"]),
             precision=Precision(**d.get("precision", {})),
+            group=d.get("group"),
         )
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """A task group: a partial branch (its own tap and layers) shared by the tasks that
+    join it; each of them then adds its own layers and head (a tree of tasks)."""
+
+    name: str  # the label join(group=...) names
+    tap: int  # 1-based trunk stage it reads
+    layers: tuple[OpSpec, ...] = ()
+    precision: Precision = Precision()
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "tap": self.tap, "layers": [o.to_json() for o in self.layers],
+                "precision": self.precision.to_json()}
+
+    @staticmethod
+    def from_json(d: dict) -> "GroupSpec":
+        return GroupSpec(d["name"], int(d["tap"]), tuple(OpSpec.from_json(o) for o in d["layers"]),
+                         Precision(**d.get("precision", {})))
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How a trial trains, when the grammar decides it (the 'train' rule): the loss
+    balancing method, and the AdamW learning rate / weight decay (None: the run's)."""
+
+    balance: str = "equal"
+    lr: float | None = None
+    wd: float | None = None
+
+    def to_json(self) -> dict:
+        return {"balance": self.balance, "lr": self.lr, "wd": self.wd}
+
+    @staticmethod
+    def from_json(d: dict) -> "TrainSpec":
+        return TrainSpec(d.get("balance", "equal"), d.get("lr"), d.get("wd"))
+
+
+SHARING_FAMILIES = ("hard", "mmoe", "ple", "tree")  # ArchSpec.sharing joins the present ones with "+"
 
 
 @dataclass(frozen=True)
@@ -99,6 +144,8 @@ class ArchSpec:
     stages: tuple[StageSpec, ...]  # only the stages some task reads (deeper ones are dropped)
     branches: tuple[BranchSpec, ...]
     genome: tuple[tuple[str, object], ...] = field(default=(), compare=True)
+    groups: tuple[GroupSpec, ...] = ()  # task groups some branch joins
+    train: TrainSpec | None = None  # None: the grammar has no 'train' rule (the run's settings, equal balancing)
 
     @property
     def genome_dict(self) -> dict:
@@ -110,14 +157,50 @@ class ArchSpec:
                 return b
         raise KeyError(task)
 
+    def group(self, name: str) -> GroupSpec:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise KeyError(name)
+
+    @property
+    def sharing(self) -> str:
+        """The sharing family: 'hard' (tasks tap a shared trunk), 'mmoe' / 'ple' (an expert
+        mixture ends the trunk), 'tree' (task groups); several joined with '+'."""
+        ops = {o.op for s in self.stages for o in s.ops}
+        present = [f for f in SHARING_FAMILIES[1:3] if f in ops] + (["tree"] if self.groups else [])
+        return "+".join(present) or "hard"
+
+    def train_overrides(self) -> dict:
+        """The TrainConfig fields this architecture fixes through its 'train' rule
+        (balance, lr, weight_decay); empty without one."""
+        if self.train is None:
+            return {}
+        d: dict = {"balance": self.train.balance}
+        if self.train.lr is not None:
+            d["lr"] = self.train.lr
+        if self.train.wd is not None:
+            d["weight_decay"] = self.train.wd
+        return d
+
+    @property
+    def balance(self) -> str:
+        return self.train.balance if self.train is not None else "equal"
+
     def arch_json(self) -> dict:
-        """The architecture alone (no genome): what the hash covers."""
-        return {
+        """The architecture (and how it trains), no genome: what the hash covers. Groups
+        and the train settings appear only when present, so older specs keep their hash."""
+        d = {
             "space": self.space,
             "input_shape": list(self.input_shape),
             "stages": [s.to_json() for s in self.stages],
             "branches": [b.to_json() for b in self.branches],
         }
+        if self.groups:
+            d["groups"] = [g.to_json() for g in self.groups]
+        if self.train is not None:
+            d["train"] = self.train.to_json()
+        return d
 
     def to_json(self) -> dict:
         return {**self.arch_json(), "genome": dict(self.genome), "hash": self.hash}
@@ -133,6 +216,8 @@ class ArchSpec:
             stages=tuple(StageSpec.from_json(s) for s in d["stages"]),
             branches=tuple(BranchSpec.from_json(b) for b in d["branches"]),
             genome=tuple(sorted(d.get("genome", {}).items())),
+            groups=tuple(GroupSpec.from_json(g) for g in d.get("groups", [])),
+            train=TrainSpec.from_json(d["train"]) if d.get("train") is not None else None,
         )
 
     @staticmethod
@@ -148,7 +233,12 @@ class ArchSpec:
         lines = [f"{self.space} [{self.hash}] input {tuple(self.input_shape)}"]
         for i, s in enumerate(self.stages, 1):
             lines.append(f"  stage {i} ({s.precision}): " + " ".join(str(o) for o in s.ops))
+        for g in self.groups:
+            lines.append(f"  group {g.name} <- stage {g.tap} ({g.precision}): " + " ".join(str(o) for o in g.layers))
         for b in self.branches:
             ops = " ".join(str(o) for o in (*b.layers, *b.head))
-            lines.append(f"  task {b.task} <- stage {b.tap} ({b.precision}): {ops} -> linear({b.out})")
+            src = f"group {b.group}" if b.group is not None else f"stage {b.tap}"
+            lines.append(f"  task {b.task} <- {src} ({b.precision}): {ops} -> linear({b.out})")
+        if self.train is not None:
+            lines.append(f"  train: balance={self.train.balance} lr={self.train.lr} wd={self.train.wd}")
         return "\n".join(lines)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from nasmt.errors import GrammarError
 from nasmt.space.nodes import RESERVED, Grammar, Item, Op, Ref, Rule
-from nasmt.space.vocab import IMAGE_OPS, OPS, VECTOR_OPS
+from nasmt.space.vocab import IMAGE_OPS, OPS, SOFT_OPS, VECTOR_OPS
 
 
 def _refs(rule: Rule):
@@ -39,6 +39,8 @@ def validate(g: Grammar) -> None:
         for it, op in _ops(r):
             _check_op(g, r, it, op)
     _check_special_rules(g)
+    _check_groups(g)
+    _check_soft(g)
     _check_shapes(g)
 
 
@@ -83,7 +85,7 @@ def _check_reachable(g: Grammar) -> None:
         todo.extend(ref.name for ref in _refs(g.rules[n]))
     for r in g.rules.values():
         if r.name not in reach:
-            raise GrammarError(f"{g.file}:{r.line}:{r.col}: rule '{r.name}' is never used (not reachable from trunk, branch or quant)")
+            raise GrammarError(f"{g.file}:{r.line}:{r.col}: rule '{r.name}' is never used (not reachable from trunk, branch, group, quant or train)")
     for r in RESERVED:
         if r in g.rules and any(ref.name in RESERVED for ref in _refs(g.rules[r])):
             ref = next(ref for ref in _refs(g.rules[r]) if ref.name in RESERVED)
@@ -116,28 +118,108 @@ def _check_op(g: Grammar, r: Rule, it: Item, op: Op) -> None:
     for pname, ps in schema.params.items():
         if ps.default is None and pname not in seen:
             raise GrammarError(f"{f}:{op.line}:{op.col}: {op.name}: missing required parameter '{pname}'")
-    if schema.kind == "tap" and r.name != "branch":
-        raise GrammarError(f"{f}:{op.line}:{op.col}: tap(...) may only appear in the 'branch' rule")
+    _check_experts(f, op)
+    if schema.kind == "tap" and r.name not in ("branch", "group"):
+        raise GrammarError(f"{f}:{op.line}:{op.col}: tap(...) may only appear in the 'branch' rule (or the 'group' rule)")
+    if schema.kind == "join" and r.name != "branch":
+        raise GrammarError(f"{f}:{op.line}:{op.col}: join(...) may only appear in the 'branch' rule")
+    if schema.kind == "train" and r.name != "train":
+        raise GrammarError(f"{f}:{op.line}:{op.col}: {op.name}(...) may only appear in the 'train' rule")
+    if r.name == "train" and schema.kind != "train":
+        raise GrammarError(f"{f}:{op.line}:{op.col}: the 'train' rule holds only balance(...) and optim(...) ops")
     if schema.kind == "precision" and r.name != "quant":
         raise GrammarError(f"{f}:{op.line}:{op.col}: precision(...) may only appear in the 'quant' rule")
-    if schema.kind in ("tap", "precision") and (it.lo, it.hi) != (1, 1):
+    if schema.kind in ("tap", "join", "precision", "train", "soft") and (it.lo, it.hi) != (1, 1):
         raise GrammarError(f"{f}:{op.line}:{op.col}: {op.name}(...) cannot be repeated or optional")
     if r.name == "quant" and schema.kind != "precision":
         raise GrammarError(f"{f}:{op.line}:{op.col}: the 'quant' rule holds only precision(...) ops")
 
 
+def _check_experts(f: str, op: Op) -> None:
+    """Every gate of an expert mixture has experts to mix."""
+    if op.name == "mmoe" and 0 in op.param("n").choices:
+        p = op.param("n")
+        raise GrammarError(f"{f}:{p.line}:{p.col}: mmoe.n=0: an expert count must be at least 1 (a gate with no experts)")
+    if op.name == "ple":
+        shared, own = op.param("shared"), op.param("own")
+        if 0 in shared.choices and 0 in own.choices:
+            raise GrammarError(
+                f"{f}:{shared.line}:{shared.col}: ple: shared=0 with own=0 leaves a gate with no experts "
+                "(give shared or own a choice of at least 1)"
+            )
+
+
+def _direct(a, kinds: tuple[str, ...]) -> list[Item]:
+    return [it for it in a.items if isinstance(it.atom, Op) and OPS[it.atom.name].kind in kinds]
+
+
 def _check_special_rules(g: Grammar) -> None:
-    """One tap per branch alternative; one precision op per quant alternative."""
+    """One tap (or join) per branch alternative, one tap per group alternative; one
+    precision op per quant alternative; balance/optim at most once in a train alternative."""
     for a in g.rules["branch"].alts:
-        taps = [it for it in a.items if isinstance(it.atom, Op) and it.atom.name == "tap"]
+        taps = _direct(a, ("tap", "join"))
         if len(taps) != 1:
             raise GrammarError(
-                f"{g.file}:{a.line}:{a.col}: each alternative of 'branch' needs exactly one tap(at=...) (found {len(taps)})"
+                f"{g.file}:{a.line}:{a.col}: each alternative of 'branch' needs exactly one tap(at=...) "
+                f"or join(group=...) (found {len(taps)})"
             )
+    if "group" in g.rules:
+        for a in g.rules["group"].alts:
+            taps = _direct(a, ("tap",))
+            if len(taps) != 1:
+                raise GrammarError(
+                    f"{g.file}:{a.line}:{a.col}: each alternative of 'group' needs exactly one tap(at=...) (found {len(taps)})"
+                )
+    if "train" in g.rules:
+        for a in g.rules["train"].alts:
+            names = [it.atom.name for it in _direct(a, ("train",))]
+            for it in a.items:
+                if isinstance(it.atom, Ref) or names.count(it.atom.name) > 1:
+                    at = it.atom
+                    raise GrammarError(f"{g.file}:{at.line}:{at.col}: each alternative of 'train' holds balance(...) "
+                                       "and optim(...) at most once each, written directly")
     if "quant" in g.rules:
         for a in g.rules["quant"].alts:
             if len(a.items) != 1 or not isinstance(a.items[0].atom, Op):
                 raise GrammarError(f"{g.file}:{a.line}:{a.col}: each alternative of 'quant' is one precision(...) op")
+
+
+def _check_groups(g: Grammar) -> None:
+    """Task groups are defined and joined together: a 'group' rule some branch can join,
+    and every join naming the same groups (the decision branch.<task>.group keeps one domain)."""
+    joins = [op for _, op in _ops(g.rules["branch"]) if op.name == "join"]
+    if "group" in g.rules and not joins:
+        r = g.rules["group"]
+        raise GrammarError(f"{g.file}:{r.line}:{r.col}: rule 'group' defines task groups but no task can use one "
+                           "(add join(group=...) to the 'branch' rule)")
+    if joins and "group" not in g.rules:
+        raise GrammarError(f"{g.file}:{joins[0].line}:{joins[0].col}: join(...) needs a 'group' rule (its tap and layers)")
+    for op in joins[1:]:
+        if tuple(map(str, op.param("group").choices)) != tuple(map(str, joins[0].param("group").choices)):
+            p = op.param("group")
+            raise GrammarError(f"{g.file}:{p.line}:{p.col}: join.group: every join(...) must list the same groups "
+                               f"(the first lists {'|'.join(map(str, joins[0].param('group').choices))})")
+
+
+def _check_soft(g: Grammar) -> None:
+    """An expert mixture ends the trunk: it is the last item of a trunk alternative, or
+    the sole item of an alternative of a rule that is; never repeated."""
+    allowed: set[int] = set()
+    for a in g.rules["trunk"].alts:
+        last = a.items[-1]
+        if isinstance(last.atom, Op):
+            allowed.add(id(last.atom))
+        elif last.hi == 1:
+            for sub in g.rules[last.atom.name].alts:
+                if len(sub.items) == 1 and isinstance(sub.items[0].atom, Op):
+                    allowed.add(id(sub.items[0].atom))
+    for r in g.rules.values():
+        for _, op in _ops(r):
+            if op.name in SOFT_OPS and id(op) not in allowed:
+                raise GrammarError(
+                    f"{g.file}:{op.line}:{op.col}: {op.name}(...) must end the trunk: write it as the last item of "
+                    "'trunk' (or as the only item of an alternative of the rule trunk ends with, not repeated)"
+                )
 
 
 def _kinds(g: Grammar, name: str, memo: dict) -> tuple[bool, bool]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+BALANCE_METHODS = ("equal", "uncertainty", "dwa", "gradnorm", "pcgrad", "mgda")  # nasmt.train.balance implements them
+SOFT_OPS = ("mmoe", "ple")  # expert mixtures: they end the trunk and give every reader its own gated output
 PRECISIONS_W = ("fp32", "bf16", "fp16", "int8", "int4")
 PRECISIONS_A = ("fp32", "bf16", "fp16", "int8")
 BITS = {"fp32": 32, "bf16": 16, "fp16": 16, "int8": 8, "int4": 4}
@@ -25,9 +27,12 @@ class ParamSchema:
     choices: tuple = ()  # allowed str values (for str params), or special str values
     default: object = None  # None: required
     odd: bool = False
+    label: bool = False  # any name or non-negative integer, kept as a string label (join's group)
 
     def check(self, v) -> str | None:
         """None if `v` is allowed, else why not."""
+        if self.label:
+            return None if isinstance(v, str) or isinstance(v, int) and v >= 0 else "must be a name or a non-negative integer"
         if isinstance(v, str):
             if v in self.choices:
                 return None
@@ -49,7 +54,7 @@ class ParamSchema:
 
 @dataclass(frozen=True)
 class OpSchema:
-    kind: str  # image | flatten | vector | any | tap | precision
+    kind: str  # image | flatten | vector | any | soft | tap | join | precision | train
     params: dict = field(default_factory=dict)
     doc: str = ""
 
@@ -57,6 +62,9 @@ class OpSchema:
 _K = ParamSchema(int, 1, 11, odd=True)
 _C = ParamSchema(int, 1, 4096)
 _S = ParamSchema(int, 1, 2, default=1)
+_N = ParamSchema(int, 0, 16)  # expert counts (0 is refused with its own message: a gate needs experts)
+_H = ParamSchema(int, 1, 4096)  # an expert's units (vector input) or channels (image input)
+_KE = ParamSchema(int, 1, 11, default=3, odd=True)  # a conv expert's kernel
 
 OPS: dict[str, OpSchema] = {
     "conv": OpSchema("image", {"k": _K, "c": _C, "s": _S}, "conv k x k -> BatchNorm -> ReLU"),
@@ -73,6 +81,33 @@ OPS: dict[str, OpSchema] = {
     ),
     "dropout": OpSchema("any", {"p": ParamSchema(float, 0.0, 0.9)}, "dropout with probability p"),
     "identity": OpSchema("any", {}, "no-op (an explicit 'skip' alternative)"),
+    "mmoe": OpSchema(
+        "soft",
+        {"n": _N, "h": _H, "k": _KE},
+        "MMoE (Ma et al. 2018): n shared experts (fc(h) on vectors, conv(k, c=h) on images) mixed for each "
+        "reader (task or group) by its own softmax gate on the layer's input; ends the trunk",
+    ),
+    "ple": OpSchema(
+        "soft",
+        {"shared": _N, "own": _N, "levels": ParamSchema(int, 1, 4, default=1), "h": _H, "k": _KE},
+        "PLE (Tang et al. 2020): `levels` stacked CGC levels, each with `shared` shared experts and `own` experts "
+        "per reader, per-reader gates and (between levels) a shared gate; ends the trunk",
+    ),
+    "join": OpSchema(
+        "join",
+        {"group": ParamSchema(str, label=True)},
+        "in a branch, instead of tap: read the output of a task group (the 'group' rule: its own tap and layers)",
+    ),
+    "balance": OpSchema(
+        "train",
+        {"method": ParamSchema(str, choices=BALANCE_METHODS, default="equal")},
+        "how the task losses are balanced in training (the 'train' rule)",
+    ),
+    "optim": OpSchema(
+        "train",
+        {"lr": ParamSchema(float, 1e-6, 1.0, default=None), "wd": ParamSchema(float, 0.0, 1.0, default=1e-4)},
+        "AdamW learning rate and weight decay of the trial (the 'train' rule)",
+    ),
     "tap": OpSchema(
         "tap",
         {"at": ParamSchema(int, 1, 64, choices=("last",))},

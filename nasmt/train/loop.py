@@ -6,7 +6,9 @@ On CUDA the forward runs under bf16 autocast (unless `bf16=False`). A non-finite
 a run past its time limit raises TrialError. Searches train with the defaults (OneCycle
 schedule, one permutation per epoch); quantization-aware fine-tuning
 (`nasmt.quant.finetune`) runs the same loop with a constant rate, i.i.d. batches, frozen
-BatchNorm and a forward hook.
+BatchNorm and a forward hook. The per-task losses become gradients through a loss
+balancing method (`TrainConfig.balance`, `nasmt.train.balance`; default "equal", the plain
+weighted sum).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.func import functional_call
 
 from nasmt.errors import TrialError
 from nasmt.data.suite import TaskSuite
+from nasmt.train.balance import METHODS, Balancer, make_balancer
 from nasmt.train.losses import task_losses
 from nasmt.train.metrics import tensors
 
@@ -43,12 +47,15 @@ class TrainConfig:
     sampling: str = "epochs"  # "epochs": a fresh permutation per epoch; "random": i.i.d. batches
     freeze_bn: bool = False  # train in eval mode: BatchNorm statistics frozen, dropout off
     bf16: bool = True  # on CUDA, run the forward under bf16 autocast (no effect on CPU: always fp32)
+    balance: str = "equal"  # loss balancing method, one of nasmt.train.balance.METHODS
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
             raise ValueError(f"TrainConfig.schedule: {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"TrainConfig.sampling: {self.sampling!r} is not one of {', '.join(SAMPLINGS)}")
+        if self.balance not in METHODS:
+            raise ValueError(f"TrainConfig.balance: {self.balance!r} is not one of {', '.join(METHODS)}")
 
 
 class TrainHook:
@@ -113,36 +120,100 @@ def _read_loss(loss: torch.Tensor, step: int) -> float:
     return v
 
 
-def train(model: torch.nn.Module, suite: TaskSuite, data, cfg: TrainConfig, hooks: Sequence[TrainHook] = ()) -> dict:
-    """Train in place. Returns {'steps', 'epochs', 'train_time_s', 'loss'} (the last loss read)."""
+class _SpanTimer:
+    """Seconds spent in one span of the step, summed: perf_counter on the host; on CUDA,
+    timing events on the stream (the host only queues the work there), read where the
+    loop reads the loss (a sync anyway) and at the end."""
+
+    def __init__(self, dev: torch.device):
+        self.cuda = dev.type == "cuda"
+        self.total = 0.0
+        self._pending: list = []
+
+    def start(self) -> None:
+        if self.cuda:
+            self._begin = torch.cuda.Event(enable_timing=True)
+            self._begin.record()
+        else:
+            self._t = time.perf_counter()
+
+    def stop(self) -> None:
+        if self.cuda:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            self._pending.append((self._begin, end))
+        else:
+            self.total += time.perf_counter() - self._t
+
+    def seconds(self) -> float:
+        for a, b in self._pending:
+            b.synchronize()
+            self.total += a.elapsed_time(b) / 1000.0
+        self._pending.clear()
+        return self.total
+
+
+def plan_steps(n: int, cfg: TrainConfig) -> tuple[int, int, int]:
+    """(batch size, steps per epoch, total steps) of training on `n` examples."""
+    bs = min(cfg.batch_size, n)
+    steps_per_epoch = max(1, n // bs)
+    total = cfg.steps if cfg.steps is not None else max(1, round(cfg.epochs * steps_per_epoch))
+    return bs, steps_per_epoch, total
+
+
+def train(model: torch.nn.Module, suite: TaskSuite, data, cfg: TrainConfig, hooks: Sequence[TrainHook] = (),
+          balancer: Balancer | None = None) -> dict:
+    """Train in place. Returns {'steps', 'epochs', 'train_time_s', 'loss'} (the last loss read),
+    'backward_s' (seconds spent in the balancer's backward, all steps), 'balance' (its
+    method's name) and 'task_weights' (its task weights at the end). `balancer`, when
+    given, replaces the one `cfg.balance` names (e.g. `nasmt.train.affinity.AffinityProbe`)."""
     dev = torch.device(cfg.device)
     model.to(dev).train(not cfg.freeze_bn)
     x, ys = tensors(data, "train", dev)
     n = x.shape[0]
-    bs = min(cfg.batch_size, n)
-    steps_per_epoch = max(1, n // bs)
-    total = cfg.steps if cfg.steps is not None else max(1, round(cfg.epochs * steps_per_epoch))
+    bs, steps_per_epoch, total = plan_steps(n, cfg)
     batches = _batches(n, bs, cfg, dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if balancer is None:
+        balancer = make_balancer(cfg.balance)
+    balancer.on_start(model, opt, [t.ident for t in suite.tasks], steps_per_epoch, cfg.seed)
     sched = _scheduler(opt, cfg, total)
     forward = _forward(hooks)
     for h in hooks:
         h.on_start(model, opt)
+    autocast_on = cfg.bf16 and dev.type == "cuda"
+    timer = _SpanTimer(dev)
     t0 = time.perf_counter()
     loss_val = float("nan")
     for step in range(1, total + 1):
         idx = next(batches)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16 and dev.type == "cuda"):
-            out = forward(model, x[idx])
-        loss, _ = task_losses(suite, data, out, {k: v[idx] for k, v in ys.items()})
+        xb, yb = x[idx], {k: v[idx] for k, v in ys.items()}
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast_on):
+            out = forward(model, xb)
+        _, parts = task_losses(suite, data, out, yb)
+        weighted = {t.ident: t.weight * parts[t.ident] for t in suite.tasks}
+
+        def relosses(overrides: dict, xb=xb, yb=yb) -> dict:
+            """The weighted per-task losses of this batch with `overrides` in place of the
+            named parameters; BatchNorm statistics go to copies (the model's stay as they are)."""
+            state = {k: b.clone() for k, b in model.named_buffers()}
+            state.update(overrides)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast_on):
+                o = functional_call(model, state, (xb,), strict=False)
+            _, p = task_losses(suite, data, o, yb)
+            return {t.ident: t.weight * p[t.ident] for t in suite.tasks}
+
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        timer.start()
+        loss = balancer.backward(weighted, step, relosses)
+        timer.stop()
         opt.step()
         if sched is not None:
             sched.step()
         read = step % LOSS_READ_EVERY == 0 or step == total
         if read:
             loss_val = _read_loss(loss, step)
+            timer.seconds()  # the read synced: collect the finished CUDA timings
         for h in hooks:
             h.on_step(step, total, loss_val if read else None)
         if cfg.time_limit_s is not None and time.perf_counter() - t0 > cfg.time_limit_s:
@@ -151,4 +222,5 @@ def train(model: torch.nn.Module, suite: TaskSuite, data, cfg: TrainConfig, hook
             for h in hooks:
                 h.on_epoch(step // steps_per_epoch, loss_val)
             model.train(not cfg.freeze_bn)
-    return {"steps": total, "epochs": total / steps_per_epoch, "train_time_s": time.perf_counter() - t0, "loss": loss_val}
+    return {"steps": total, "epochs": total / steps_per_epoch, "train_time_s": time.perf_counter() - t0, "loss": loss_val,
+            "backward_s": timer.seconds(), "balance": balancer.name, "task_weights": balancer.weights()}

@@ -469,3 +469,18 @@ def test_shipped_suites_load(tmp_path, image_cache):
     for name in ("multimnist", "multifashion"):
         s = load_suite(REPO / "tasks" / f"{name}.toml")
         assert s.data.options["n_train"] == 10000 and [t.target for t in s.tasks] == ["left", "right"]
+
+
+def test_task_idents_never_clash_with_module_attributes():
+    """A task named like an nn.Module attribute ("children", "train") still builds: its
+    ident avoids every public attribute of nn.ModuleDict (the literal list matches torch)."""
+    from torch import nn
+
+    from nasmt.data.suite import MODULE_ATTRS, safe_ident
+
+    public = {n for n in set(dir(nn.ModuleDict)) | set(vars(nn.ModuleDict())) if not n.startswith("_")}
+    assert public <= MODULE_ATTRS
+    for name in ("children", "train", "to", "_private", "__x", "9lives"):
+        ident = safe_ident(name)
+        assert ident.isidentifier() and ident not in public and not ident.startswith("_")
+        nn.ModuleDict({ident: nn.Identity()})

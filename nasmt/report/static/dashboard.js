@@ -93,7 +93,8 @@
   // ------------------------------------------------------------------ figures
   // The Pareto plot is drawn at once; the other views when they are near the viewport
   // (WebGL views such as parallel coordinates are costly without a GPU), or on drawAll().
-  var LAZY = ['hypervolume', 'tasks', 'genome', 'importance'];
+  var LAZY = ['hypervolume', 'tasks', 'sharing', 'genome', 'importance'];
+  var CLICKABLE = { pareto: true, tasks: true, sharing: true };  // points carry [g, trial number, ...]
   var pending = {};
   function drawFigure(k) {
     var fig = D.figures[k], div = $('plot-' + k);
@@ -101,7 +102,7 @@
     if (!fig || !div) return;
     Plotly.react(div, fig.data, fig.layout, CONFIG);
     div.dataset.drawn = D.version;
-    if (!bound[k] && (k === 'pareto' || k === 'tasks')) {
+    if (!bound[k] && CLICKABLE[k]) {
       bound[k] = true;
       div.on('plotly_click', function (ev) {
         var p = ev && ev.points && ev.points[0];
@@ -127,9 +128,27 @@
   function drawAll() { LAZY.forEach(function (k) { if (pending[k]) drawFigure(k); }); }
   function renderFigures() {
     document.body.dataset.allDrawn = '';
+    $('sharing-card').hidden = !D.figures.sharing;  // runs that record no sharing family / balancing method have none
     LAZY.forEach(function (k) { pending[k] = true; });
     drawFigure('pareto');
     setTimeout(drawVisible, 0);
+  }
+
+  // Task affinity (affinity.json in a run directory): one heatmap per run that has one,
+  // drawn at once (a few cells each).
+  function renderAffinity() {
+    var list = D.affinity || [], box = $('affinity-plots');
+    Array.prototype.forEach.call(box.querySelectorAll('.plot'), function (d) { Plotly.purge(d); });
+    clear(box);
+    $('affinity-card').hidden = !list.length;
+    list.forEach(function (a, i) {
+      var wrap = el('div', 'affinity-run');
+      if (D.runs.length > 1) wrap.appendChild(el('h3', null, a.run));
+      wrap.appendChild(el('p', 'hint', a.note));
+      var div = el('div', 'plot'); div.id = 'plot-affinity-' + i; div.style.height = a.height + 'px';
+      wrap.appendChild(div); box.appendChild(wrap);
+      Plotly.react(div, a.figure.data, a.figure.layout, CONFIG);
+    });
   }
 
   function selectedTraceIndex() {
@@ -417,6 +436,7 @@
     if (C[T.sortKey] === undefined) T.sortKey = 'number';
     renderHeader();
     renderFigures();
+    renderAffinity();
     computeOrder(); renderHead(); renderBody();
     renderRunInfo();
     var g = keep !== null && D.table.rows[keep] ? keep : D.selected;

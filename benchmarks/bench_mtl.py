@@ -1,0 +1,246 @@
+"""Multi-task depth, measured: the best architecture per sharing family and per loss
+balancing method at equal search compute, against the single-task and hard-shared
+baselines, on three suites; and whether the task-affinity prior helps.
+
+    python benchmarks/bench_mtl.py [--quick] [--trials 6] [--epochs 2]
+
+Suites: tasks/people.toml (3 tasks: binary, multiclass, regression), MultiMNIST (2 tasks,
+a fixed subset of composites) and tasks/fair.toml (5 tasks: binary, 2 multiclass, 2
+regression). Spaces: search_spaces/mtl.grammar (vector suites) and
+search_spaces/conv_mtl.grammar (images), each restricted per cell by rewriting rules:
+
+  family hard | mmoe | ple | tree : `mix` fixed to identity / mmoe / ple, branches tap
+                                    (tree: every task joins a group); balancing searched
+  balance <method>               : the whole sharing space; `train` fixed to that method
+
+Every cell is one real `nasmt search` (random sampler, same seed, same number of trials,
+same epochs per trial: equal search compute); its best trial by validation mean_error
+is exported (`nasmt export`) and the export's test metrics reported, with Δm against the
+single-task networks of `nasmt baselines` (same budget, split, optimizer and seed), and
+parameters. The affinity study (fair suite): `nasmt affinity`, then the full mtl space
+searched with and without `--affinity` on 2 seeds; the best validation mean_error and
+the hypervolume (mean_error, params) of each.
+
+Writes reports/bench_mtl.json; runs are kept under runs/bench-mtl/ (removed first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from benchmarks.suites import multimnist_suite  # noqa: E402
+from nasmt.baselines import run_baselines  # noqa: E402
+from nasmt.baselines.record import SINGLE_TASK, delta_m, read_baselines  # noqa: E402
+from nasmt.data.suite import load_suite  # noqa: E402
+from nasmt.export import export_run  # noqa: E402
+from nasmt.run import TrialStatus, read_trials  # noqa: E402
+from nasmt.run.pareto import HV_REFERENCE, hypervolume  # noqa: E402
+from nasmt.search import SearchConfig, run_search  # noqa: E402
+from nasmt.search.affinity import measure  # noqa: E402
+from nasmt.space.vocab import BALANCE_METHODS  # noqa: E402
+
+FAMILIES = ("hard", "mmoe", "ple", "tree")
+SPACES = {"vector": ROOT / "search_spaces" / "mtl.grammar", "image": ROOT / "search_spaces" / "conv_mtl.grammar"}
+
+
+def rule_lines(text: str, name: str) -> tuple[int, int]:
+    """[start, end) line indices of rule `name` (its continuation lines included)."""
+    lines = text.splitlines()
+    start = next(i for i, ln in enumerate(lines) if re.match(rf"{name}\s*=", ln))
+    end = start + 1
+    while end < len(lines) and lines[end].lstrip().startswith("|"):
+        end += 1
+    return start, end
+
+
+def set_rule(text: str, name: str, body: str | None) -> str:
+    """`text` with rule `name` replaced by `name = body` (None: removed)."""
+    lines = text.splitlines()
+    a, b = rule_lines(text, name)
+    lines[a:b] = [] if body is None else [f"{name} = {body}"]
+    return "\n".join(lines) + "\n"
+
+
+def alternative(text: str, name: str, first_op: str) -> str:
+    """The alternative of rule `name` that starts with `first_op`, without its weight."""
+    a, b = rule_lines(text, name)
+    for ln in text.splitlines()[a:b]:
+        alt = ln.split("=", 1)[1] if ln.lstrip().startswith(name) else ln.lstrip()[1:]
+        alt = re.sub(r"\[[0-9.]+\]\s*$", "", alt.split("#")[0]).strip()
+        if alt.startswith(first_op):
+            return alt
+    raise KeyError(first_op)
+
+
+def cell_grammar(base: str, family: str | None = None, method: str | None = None) -> str:
+    t = base
+    if family is not None:
+        mix = {"hard": "identity()", "tree": "identity()"}.get(family) or alternative(base, "mix", family)
+        t = set_rule(t, "mix", mix)
+        if family == "tree":
+            t = set_rule(t, "branch", alternative(base, "branch", "join"))
+        else:
+            t = set_rule(set_rule(t, "branch", alternative(base, "branch", "tap")), "group", None)
+    if method is not None:
+        optim = re.search(r"optim\([^)]*\)", base).group(0)
+        t = set_rule(t, "train", f"balance(method={method}) {optim}")
+    return drop_unused(t)
+
+
+def drop_unused(text: str) -> str:
+    """`text` without the rules the restriction left unused (e.g. a branch layer rule)."""
+    from nasmt.errors import GrammarError
+    from nasmt.space.grammar import parse_grammar
+
+    while True:
+        try:
+            parse_grammar(text)
+            return text
+        except GrammarError as e:
+            m = re.search(r"rule '(\w+)' is never used", str(e))
+            if not m:
+                raise
+            text = set_rule(text, m.group(1), None)
+
+
+def search(space_text: str, suite: Path, out: Path, trials: int, epochs: float, seed: int,
+           affinity: Path | None = None) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    g = out.parent / f"{out.name}.grammar"
+    g.write_text(space_text)
+    run_search(SearchConfig(space=str(g), tasks=str(suite), out=str(out), objectives="mean_error,params",
+                            trials=trials, epochs=epochs, seed=seed, sampler="random", quiet=True,
+                            affinity=str(affinity) if affinity else None))
+    return out
+
+
+def complete(run: Path):
+    return [r for r in read_trials(run) if r.status == TrialStatus.COMPLETE]
+
+
+def best(run: Path):
+    return min(complete(run), key=lambda r: r.metrics["mean_error"])
+
+
+def cell(run: Path, suite, single: dict, work: Path) -> dict:
+    """The best trial of a run (validation mean_error), exported; its test metrics and Δm."""
+    r = best(run)
+    exp = export_run(run, work / "exports" / run.name, trial=r.number, quantized=False, force=True)
+    arch = json.loads((exp / "arch.json").read_text())
+    test = arch["test_metrics"]
+    return {
+        "run": str(run.relative_to(ROOT)), "trial": r.number, "sharing": r.metrics["sharing"],
+        "balance": r.metrics["balance"], "val_mean_error": r.metrics["mean_error"], "params": arch["cost"]["params"],
+        "test_metrics": {f"{t.ident}.{t.metric}": test.get(f"{t.ident}.{t.metric}") for t in suite.tasks},
+        "test_delta_m_vs_single": delta_m(test, single, suite),
+        "trials": len(complete(run)),
+        "compute_s": sum((x.timings or {}).get("total_s", 0.0) for x in complete(run)),
+        "backward_s": sum((x.timings or {}).get("backward_s") or 0.0 for x in complete(run)),
+    }
+
+
+def baselines(suite_file: Path, work: Path, epochs: float, seed: int) -> tuple[dict, dict]:
+    out = work / "baselines"
+    run_baselines(suite_file, out, epochs=epochs, seed=seed, quiet=True)
+    suite = load_suite(suite_file)
+    recs = {b.name: b for b in read_baselines(out / "baselines.jsonl")}
+    single = recs[SINGLE_TASK].test_metrics
+    rows = {}
+    for name, b in recs.items():
+        rows[name] = {"label": b.label, "test_metrics": {f"{t.ident}.{t.metric}": b.test_metrics.get(f"{t.ident}.{t.metric}")
+                                                         for t in suite.tasks},
+                      "test_delta_m_vs_single": b.delta_m_test, "params": b.metrics.get("params")}
+    return single, rows
+
+
+def hv(runs: list[Path]) -> dict:
+    """Hypervolume of each run's (mean_error, params) front, min-max normalized over these
+    runs, reference point HV_REFERENCE (as the report)."""
+    import numpy as np
+
+    pts = {r: np.array([[x.metrics["mean_error"], x.metrics["params"]] for x in complete(r)]) for r in runs}
+    allp = np.vstack(list(pts.values()))
+    lo, hi = allp.min(0), allp.max(0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    ref = np.full(2, HV_REFERENCE)
+    return {str(r.name): float(hypervolume((p - lo) / span, ref)) for r, p in pts.items()}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer trials and steps (a smoke run)")
+    ap.add_argument("--trials", type=int, default=6)
+    ap.add_argument("--epochs", type=float, default=2.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--suites", default="people,multimnist,fair")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    trials, epochs = (2, 0.5) if a.quick else (a.trials, a.epochs)
+    work = ROOT / "runs" / "bench-mtl"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    mm = work / "mm_mtl.toml"
+    mm.write_text(multimnist_suite("mm-mtl", n_train=2048, n_val=1024, n_test=1024))
+    suites = {"people": (ROOT / "tasks" / "people.toml", "vector"), "multimnist": (mm, "image"),
+              "fair": (ROOT / "tasks" / "fair.toml", "vector")}
+    t0 = time.time()
+    result = {"settings": {"trials_per_cell": trials, "epochs_per_trial": epochs, "seed": a.seed, "sampler": "random",
+                           "selection": "best validation mean_error; test metrics of its export",
+                           "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread"},
+              "suites": {}}
+    for name in a.suites.split(","):
+        suite_file, kind = suites[name]
+        suite = load_suite(suite_file)
+        base = SPACES[kind].read_text()
+        sw = work / name
+        single, refs = baselines(suite_file, sw, epochs, a.seed)
+        fam = {f: cell(search(cell_grammar(base, family=f), suite_file, sw / f"family-{f}", trials, epochs, a.seed),
+                       suite, single, sw) for f in FAMILIES}
+        bal = {m: cell(search(cell_grammar(base, method=m), suite_file, sw / f"balance-{m}", trials, epochs, a.seed),
+                       suite, single, sw) for m in BALANCE_METHODS}
+        result["suites"][name] = {"suite": str(suite_file.relative_to(ROOT)), "tasks": [t.ident for t in suite.tasks],
+                                  "families": fam, "balancing": bal, "baselines": refs}
+        print(json.dumps({name: {"families": {k: v["test_delta_m_vs_single"] for k, v in fam.items()},
+                                 "balancing": {k: v["test_delta_m_vs_single"] for k, v in bal.items()}}}), flush=True)
+    if "fair" in a.suites.split(","):
+        fair = ROOT / "tasks" / "fair.toml"
+        aff_dir = work / "fair" / "affinity"
+        aff = measure(str(fair), aff_dir, epochs=epochs)
+        study = {"affinity": {"tasks": aff["tasks"], "matrix": aff["matrix"], "groups": aff["groups"]}, "runs": {}}
+        base = SPACES["vector"].read_text()
+        runs = []
+        for seed in (a.seed, a.seed + 1):
+            for use in (False, True):
+                run = search(base, fair, work / "fair" / f"affinity-{'on' if use else 'off'}-s{seed}", trials, epochs,
+                             seed, affinity=aff_dir if use else None)
+                runs.append(run)
+                study["runs"][run.name] = {"best_val_mean_error": best(run).metrics["mean_error"]}
+        for k, v in hv(runs).items():
+            study["runs"][k]["hypervolume"] = v
+        on = [v for k, v in study["runs"].items() if "-on-" in k]
+        off = [v for k, v in study["runs"].items() if "-off-" in k]
+        study["mean_best_val_mean_error"] = {"with": sum(x["best_val_mean_error"] for x in on) / len(on),
+                                             "without": sum(x["best_val_mean_error"] for x in off) / len(off)}
+        study["mean_hypervolume"] = {"with": sum(x["hypervolume"] for x in on) / len(on),
+                                     "without": sum(x["hypervolume"] for x in off) / len(off)}
+        result["affinity_prior"] = study
+    result["wall_s"] = time.time() - t0
+    out = ROOT / "reports" / "bench_mtl.json"
+    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
