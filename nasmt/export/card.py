@@ -28,7 +28,7 @@ def _task_rows(arch: dict, suite, spec: ArchSpec) -> str:
         rows.append(
             f"| {_md(t.name)} | {t.kind} | {t.metric} | {arch['val_metrics'][key]:.4f} | "
             f"{arch['test_metrics'][key]:.4f} | {arch['cost']['tasks'][t.ident]['path_params']:,} | "
-            f"{branch.tap} | {branch.precision} |"
+            f"{branch.tap}{f' (group {branch.group})' if branch.group is not None else ''} | {branch.precision} |"
         )
     return "\n".join(rows)
 
@@ -92,6 +92,11 @@ def model_card(arch: dict, suite, spec: ArchSpec, command: str, artifacts: dict[
     stages = "\n".join(
         f"| {i} | {' '.join(str(o) for o in s.ops) or 'identity'} | {s.precision} |" for i, s in enumerate(spec.stages, 1)
     )
+    stages += "".join(f"\n| group {g.name} (stage {g.tap}) | {' '.join(str(o) for o in g.layers)} | {g.precision} |"
+                      for g in spec.groups)
+    sharing = (f"Sharing: **{spec.sharing}**; loss balancing: **{spec.balance}**"
+               + (f" (AdamW lr {spec.train.lr:g}, weight decay {spec.train.wd:g})." if spec.train and spec.train.lr else ".")
+               + "\n")
     arts = "\n".join(f"- `{k}`: {v}" for k, v in artifacts.items())
     q = arch["quantized"]
     qline = f"\nQuantized artifact: `{q['file']}` ({q['bytes']:,} bytes).\n" if q else ""
@@ -105,7 +110,7 @@ searched for {_md(objs)}.
 {_task_rows(arch, suite, spec)}
 
 Whole model: {arch['cost']['params']:,} parameters, {arch['cost']['flops']:,} FLOPs per example.
-
+{sharing}
 ## Reference models
 
 {references(arch, suite)}
@@ -116,7 +121,7 @@ Whole model: {arch['cost']['params']:,} parameters, {arch['cost']['flops']:,} FL
 {qline}
 Artifacts:
 {arts}
-- `tasks/<task>/`: the trunk prefix and branch one task needs (model.py + weights + preprocessing.json)
+- `tasks/<task>/`: the trunk prefix, task group and branch one task needs (model.py + weights + preprocessing.json)
 - `arch.json`: the ArchSpec, task names/classes, metrics
 
 Reproduce: `{command}`

@@ -214,11 +214,17 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
         hold_run_lock(out)  # released by the kernel when this driver dies; resume checks it
         atomic_write_json(out / RUN_FILE, run_record(cfg, grammar, suite, objectives))
     seeds = ([], []) if resume else _warm_start(cfg, grammar, suite, objectives, data)
-    capacity, tuner = _tuner(cfg, out, grammar, suite, objectives, data, conc, done, failed, say, seeds)
+    sink = start_sink(out)
+    capacity, tuner = _tuner(cfg, out, grammar, suite, objectives, data, conc, done, failed, say, seeds, sink)
     say(f"nasmt search: {target - done} trial(s) of {suite.name} over {grammar.name}, "
         f"{conc} at a time, objectives {', '.join(o.name + ':' + o.direction for o in objectives)}")
     t0 = time.time()
-    tuner.fit()
+    try:
+        tuner.fit()
+    finally:  # a process that runs several searches keeps no idle sink actors
+        import ray
+
+        ray.kill(sink)
     _summary(cfg, out, objectives, time.time() - t0, say)
     if cfg.final_epochs and not capacity.lost:
         from nasmt.search.finalize import finalize_run
@@ -265,7 +271,7 @@ def _warm_start(cfg: SearchConfig, grammar, suite, objectives, data) -> tuple[li
     return add, enqueued_genomes(cfg.enqueue, grammar, suite, data) + prior + genomes
 
 
-def _tuner(cfg, out: Path, grammar, suite, objectives, data, conc: int, done: int, failed: int, say, seeds):
+def _tuner(cfg, out: Path, grammar, suite, objectives, data, conc: int, done: int, failed: int, say, seeds, sink):
     from ray import tune
 
     space = functools.partial(define_space, grammar_text=grammar.text, grammar_file=grammar.file,
@@ -278,7 +284,7 @@ def _tuner(cfg, out: Path, grammar, suite, objectives, data, conc: int, done: in
     adapter = StudyAdapter(out, objectives, sampler, space)
     adapter.seed(*seeds)
     searcher = NasmtSearcher(adapter, cfg.trials, cfg.max_failures, done, failed)
-    ctx = TrialContext.from_config(cfg, grammar, suite, objectives, sink=start_sink(out))
+    ctx = TrialContext.from_config(cfg, grammar, suite, objectives, sink=sink)
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
                                     {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
     scheduler = _scheduler(cfg, objectives)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-METHODS = ("equal", "uncertainty", "dwa", "gradnorm", "pcgrad", "mgda")
+from nasmt.space.vocab import BALANCE_METHODS as METHODS  # the one list: the grammar's balance(method=...) names them
 
 Relosses = Callable[[dict], dict]  # relosses({param name: tensor}) -> {task: weighted loss} on the same batch
 

@@ -137,6 +137,8 @@ def test_export_runs_without_nasmt_matches_and_onnx(mtl_run, tmp_path, number, f
     res = dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: x})))
     for k in want:
         np.testing.assert_allclose(res[k], want[k], rtol=0, atol=ONNX_ATOL)
+    card = (out / "MODEL_CARD.md").read_text()
+    assert f"Sharing: **{family}**" in card and f"loss balancing: **{spec.balance}**" in card
     arch = json.loads((out / "arch.json").read_text())
     for t, info in arch["per_task"].items():
         assert info["max_abs_diff_vs_full"] == 0.0, t
