@@ -2,7 +2,7 @@
 balancing method at equal search compute, against the single-task and hard-shared
 baselines, on three suites; and whether the task-affinity prior helps.
 
-    python benchmarks/bench_mtl.py [--quick] [--trials 6] [--epochs 2]
+    python benchmarks/bench_mtl.py [--quick] [--suites people,fair,multimnist]
 
 Suites: tasks/people.toml (3 tasks: binary, multiclass, regression), MultiMNIST (2 tasks,
 a fixed subset of composites) and tasks/fair.toml (5 tasks: binary, 2 multiclass, 2
@@ -13,15 +13,19 @@ search_spaces/conv_mtl.grammar (images), each restricted per cell by rewriting r
                                     (tree: every task joins a group); balancing searched
   balance <method>               : the whole sharing space; `train` fixed to that method
 
-Every cell is one real `nasmt search` (random sampler, same seed, same number of trials,
-same epochs per trial: equal search compute); its best trial by validation mean_error
-is exported (`nasmt export`) and the export's test metrics reported, with Δm against the
-single-task networks of `nasmt baselines` (same budget, split, optimizer and seed), and
-parameters. The affinity study (fair suite): `nasmt affinity`, then the full mtl space
-searched with and without `--affinity` on 2 seeds; the best validation mean_error and
-the hypervolume (mean_error, params) of each.
+Every cell is one real `nasmt search` per seed (random sampler, the same seeds, the same
+number of trials and epochs per trial in every cell of a suite: equal search compute,
+see BUDGETS); per seed its best trial by validation mean_error is exported (`nasmt
+export`) and the export's test metrics reported, with Δm against the single-task
+networks of `nasmt baselines` (same budget, split, optimizer), and parameters; a cell's
+figure is the mean over seeds. With the same seed, the balancing cells sample the same
+architectures (the train decisions come last), so they differ only in the method. The
+affinity study (fair suite): `nasmt affinity`, then the full mtl space searched with and
+without `--affinity` on 4 seeds; the best validation mean_error and the hypervolume
+(mean_error, params; normalized over those 8 runs) of each.
 
 Writes reports/bench_mtl.json; runs are kept under runs/bench-mtl/ (removed first).
+About 35 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -92,7 +96,10 @@ def cell_grammar(base: str, family: str | None = None, method: str | None = None
         if family == "tree":
             t = set_rule(t, "branch", alternative(base, "branch", "join"))
         else:
-            t = set_rule(set_rule(t, "branch", alternative(base, "branch", "tap")), "group", None)
+            branch = alternative(base, "branch", "tap")
+            if family in ("mmoe", "ple"):  # every task reads the mixture (else a trial may bypass it: hard sharing)
+                branch = re.sub(r"tap\(at=[^)]*\)", "tap(at=last)", branch)
+            t = set_rule(set_rule(t, "branch", branch), "group", None)
     if method is not None:
         optim = re.search(r"optim\([^)]*\)", base).group(0)
         t = set_rule(t, "train", f"balance(method={method}) {optim}")
@@ -178,64 +185,92 @@ def hv(runs: list[Path]) -> dict:
     return {str(r.name): float(hypervolume((p - lo) / span, ref)) for r, p in pts.items()}
 
 
+# per suite: (trials per cell, epochs per trial, seeds); equal within a suite
+BUDGETS = {"people": (8, 4.0, 3), "fair": (8, 4.0, 3), "multimnist": (6, 4.0, 1)}
+QUICK = (2, 0.5, 1)
+AFFINITY_SEEDS = 4
+
+
+def mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def seeded_cell(text: str, suite_file: Path, suite, single: dict, sw: Path, name: str, budget) -> dict:
+    """One cell over its seeds: each seed a search and the export of its best trial."""
+    trials, epochs, seeds = budget
+    runs = [cell(search(text, suite_file, sw / f"{name}-s{k}", trials, epochs, k), suite, single, sw)
+            for k in range(seeds)]
+    return {"seeds": runs, "mean_test_delta_m_vs_single": mean([r["test_delta_m_vs_single"] for r in runs]),
+            "mean_params": mean([r["params"] for r in runs]), "mean_compute_s": mean([r["compute_s"] for r in runs]),
+            "mean_backward_s": mean([r["backward_s"] for r in runs]),
+            "best_sharing": [r["sharing"] for r in runs]}
+
+
+def affinity_study(work: Path, budget) -> dict:
+    """`nasmt affinity` on fair, then the full mtl space with and without --affinity."""
+    trials, epochs, _ = budget
+    fair = ROOT / "tasks" / "fair.toml"
+    aff_dir = work / "fair" / "affinity"
+    aff = measure(str(fair), aff_dir, epochs=epochs)
+    study = {"affinity": {"tasks": aff["tasks"], "matrix": aff["matrix"], "groups": aff["groups"]}, "runs": {},
+             "seeds": AFFINITY_SEEDS, "trials": trials, "epochs": epochs}
+    base = SPACES["vector"].read_text()
+    runs = []
+    for seed in range(AFFINITY_SEEDS):
+        for use in (False, True):
+            run = search(base, fair, work / "fair" / f"affinity-{'on' if use else 'off'}-s{seed}", trials, epochs,
+                         seed, affinity=aff_dir if use else None)
+            runs.append(run)
+            study["runs"][run.name] = {"best_val_mean_error": best(run).metrics["mean_error"]}
+    for k, v in hv(runs).items():
+        study["runs"][k]["hypervolume"] = v
+    for key in ("best_val_mean_error", "hypervolume"):
+        study[f"mean_{key}"] = {side: mean([v[key] for k, v in study["runs"].items() if f"-{tag}-" in k])
+                                for side, tag in (("with", "on"), ("without", "off"))}
+    study["seeds_better_with"] = sum(
+        study["runs"][f"affinity-on-s{k}"]["hypervolume"] > study["runs"][f"affinity-off-s{k}"]["hypervolume"]
+        for k in range(AFFINITY_SEEDS))
+    return study
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="fewer trials and steps (a smoke run)")
-    ap.add_argument("--trials", type=int, default=6)
-    ap.add_argument("--epochs", type=float, default=2.0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--suites", default="people,multimnist,fair")
+    ap.add_argument("--quick", action="store_true", help="2 trials of half an epoch, one seed (a smoke run)")
+    ap.add_argument("--suites", default="people,fair,multimnist")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    trials, epochs = (2, 0.5) if a.quick else (a.trials, a.epochs)
     work = ROOT / "runs" / "bench-mtl"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     mm = work / "mm_mtl.toml"
-    mm.write_text(multimnist_suite("mm-mtl", n_train=2048, n_val=1024, n_test=1024))
+    mm.write_text(multimnist_suite("mm-mtl", n_train=4096, n_val=1024, n_test=2048))
     suites = {"people": (ROOT / "tasks" / "people.toml", "vector"), "multimnist": (mm, "image"),
               "fair": (ROOT / "tasks" / "fair.toml", "vector")}
     t0 = time.time()
-    result = {"settings": {"trials_per_cell": trials, "epochs_per_trial": epochs, "seed": a.seed, "sampler": "random",
-                           "selection": "best validation mean_error; test metrics of its export",
-                           "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread"},
+    result = {"settings": {"budgets": {k: dict(zip(("trials_per_cell", "epochs_per_trial", "seeds"), QUICK if a.quick else v))
+                                       for k, v in BUDGETS.items()},
+                           "sampler": "random", "multimnist_composites": {"train": 4096, "val": 1024, "test": 2048},
+                           "selection": "per seed: the best trial by validation mean_error; test metrics of its export",
+                           "machine": f"{platform.processor() or platform.machine()}, 2 cores, 1 torch thread per trial"},
               "suites": {}}
     for name in a.suites.split(","):
         suite_file, kind = suites[name]
+        budget = QUICK if a.quick else BUDGETS[name]
         suite = load_suite(suite_file)
         base = SPACES[kind].read_text()
         sw = work / name
-        single, refs = baselines(suite_file, sw, epochs, a.seed)
-        fam = {f: cell(search(cell_grammar(base, family=f), suite_file, sw / f"family-{f}", trials, epochs, a.seed),
-                       suite, single, sw) for f in FAMILIES}
-        bal = {m: cell(search(cell_grammar(base, method=m), suite_file, sw / f"balance-{m}", trials, epochs, a.seed),
-                       suite, single, sw) for m in BALANCE_METHODS}
+        single, refs = baselines(suite_file, sw, budget[1], 0)
+        fam = {f: seeded_cell(cell_grammar(base, family=f), suite_file, suite, single, sw, f"family-{f}", budget)
+               for f in FAMILIES}
+        bal = {m: seeded_cell(cell_grammar(base, method=m), suite_file, suite, single, sw, f"balance-{m}", budget)
+               for m in BALANCE_METHODS}
         result["suites"][name] = {"suite": str(suite_file.relative_to(ROOT)), "tasks": [t.ident for t in suite.tasks],
                                   "families": fam, "balancing": bal, "baselines": refs}
-        print(json.dumps({name: {"families": {k: v["test_delta_m_vs_single"] for k, v in fam.items()},
-                                 "balancing": {k: v["test_delta_m_vs_single"] for k, v in bal.items()}}}), flush=True)
+        print(json.dumps({name: {"families": {k: v["mean_test_delta_m_vs_single"] for k, v in fam.items()},
+                                 "balancing": {k: v["mean_test_delta_m_vs_single"] for k, v in bal.items()}}}), flush=True)
     if "fair" in a.suites.split(","):
-        fair = ROOT / "tasks" / "fair.toml"
-        aff_dir = work / "fair" / "affinity"
-        aff = measure(str(fair), aff_dir, epochs=epochs)
-        study = {"affinity": {"tasks": aff["tasks"], "matrix": aff["matrix"], "groups": aff["groups"]}, "runs": {}}
-        base = SPACES["vector"].read_text()
-        runs = []
-        for seed in (a.seed, a.seed + 1):
-            for use in (False, True):
-                run = search(base, fair, work / "fair" / f"affinity-{'on' if use else 'off'}-s{seed}", trials, epochs,
-                             seed, affinity=aff_dir if use else None)
-                runs.append(run)
-                study["runs"][run.name] = {"best_val_mean_error": best(run).metrics["mean_error"]}
-        for k, v in hv(runs).items():
-            study["runs"][k]["hypervolume"] = v
-        on = [v for k, v in study["runs"].items() if "-on-" in k]
-        off = [v for k, v in study["runs"].items() if "-off-" in k]
-        study["mean_best_val_mean_error"] = {"with": sum(x["best_val_mean_error"] for x in on) / len(on),
-                                             "without": sum(x["best_val_mean_error"] for x in off) / len(off)}
-        study["mean_hypervolume"] = {"with": sum(x["hypervolume"] for x in on) / len(on),
-                                     "without": sum(x["hypervolume"] for x in off) / len(off)}
-        result["affinity_prior"] = study
+        result["affinity_prior"] = affinity_study(work, QUICK if a.quick else BUDGETS["fair"])
     result["wall_s"] = time.time() - t0
     out = ROOT / "reports" / "bench_mtl.json"
     out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
