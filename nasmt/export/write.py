@@ -14,7 +14,10 @@ scratch with the run's batch size and learning rate.
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +39,7 @@ from nasmt.model.build import build
 from nasmt.model.cost import cost
 from nasmt.quant import export_quantized, is_fp32, policy_summary, torch_to_onnx
 from nasmt.run import WEIGHTS_FILE, atomic_write_json, atomic_write_text, load_run, read_json, trial_dir
+from nasmt.run.files import fsync_dir
 from nasmt.space.spec import ArchSpec
 from nasmt.train import TrainConfig, evaluate, train
 
@@ -75,6 +79,29 @@ def export_run(
     suite = suite_from_json(run["suite"], file=run.get("suite_file", "<run>"))
     data = load_data(suite)
     model, retrain = _trained_model(run_dir, run, rec, spec, suite, data, retrain_epochs, seed)
+    final = out
+    if out.is_dir() and is_export(out):  # written beside it, then swapped in: no stale file of the earlier export stays
+        out = Path(tempfile.mkdtemp(prefix=f".{final.name}.new", dir=final.parent))
+        os.chmod(out, final.stat().st_mode & 0o7777)  # mkdtemp makes it private; keep the folder's own mode
+    try:
+        _write_export(out, final, run_dir, run, rec, spec, suite, data, model, retrain, retrain_epochs, quantized, onnx)
+    except BaseException:
+        if out != final:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    if out != final:
+        old = final.with_name(f".{final.name}.old{os.getpid()}")
+        os.replace(final, old)
+        os.replace(out, final)
+        fsync_dir(final.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _write_export(out: Path, final: Path, run_dir: Path, run: dict, rec, spec: ArchSpec, suite, data: PreparedData,
+                  model: O.MultiTaskNet, retrain: dict | None, retrain_epochs: float | None, quantized: bool,
+                  onnx: bool) -> None:
+    """Every artifact into `out` (the folder `final` names in the card's command)."""
     out.mkdir(parents=True, exist_ok=True)
     title = f"nasmt export of trial {rec.number} from run {safe_doc(run_dir.name)}"
     x = torch.from_numpy(np.ascontiguousarray(data.x["val"][:CHECK_EXAMPLES]))
@@ -101,11 +128,10 @@ def export_run(
         "exported_at": time.time(),
     }
     atomic_write_json(out / ARCH_FILE, arch)
-    command = ["nasmt", "export", str(run_dir), "--trial", str(rec.number), "--out", str(out)]
+    command = ["nasmt", "export", str(run_dir), "--trial", str(rec.number), "--out", str(final)]
     if retrain_epochs:
         command += ["--retrain-epochs", f"{retrain_epochs:g}"]
     atomic_write_text(out / CARD_FILE, model_card(arch, suite, spec, shlex.join(command), artifacts))
-    return out
 
 
 def is_export(folder: Path) -> bool:

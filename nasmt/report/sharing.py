@@ -22,13 +22,15 @@ import numpy as np
 from nasmt.report.load import ReportContext
 from nasmt.report.style import GL_THRESHOLD, MUTED, arrow, esc, log_axis, rounded, run_symbol, style
 from nasmt.run import Objective, TrialStatus
+from nasmt.space.spec import SHARING_FAMILIES
+from nasmt.space.vocab import BALANCE_METHODS
 
 # (metrics key, what the dropdown calls it, the known categories in the order the legend lists them)
 SHARING = "sharing"
 BALANCE = "balance"
 COLORINGS = (
-    (SHARING, "sharing family", ("hard", "mmoe", "ple", "tree")),
-    (BALANCE, "balancing method", ("equal", "uncertainty", "dwa", "gradnorm", "pcgrad", "mgda")),
+    (SHARING, "sharing family", SHARING_FAMILIES),
+    (BALANCE, "balancing method", BALANCE_METHODS),
 )
 MISSING = "not recorded"  # a complete trial without the field (e.g. a run resumed across versions)
 # category colours (a known category keeps its colour from report to report; others follow)

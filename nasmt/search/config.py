@@ -106,6 +106,6 @@ def check_config(cfg: SearchConfig) -> None:
     _positive(cfg.min_epochs, "--min-epochs", at_least_one=True)
     if not cfg.reduction_factor > 1:
         raise UserError(f"--reduction-factor: must be greater than 1 (got {cfg.reduction_factor})")
-    if cfg.scheduler != "fifo" and (cfg.steps is not None or cfg.epochs < 2 * cfg.min_epochs):
-        raise UserError(f"--scheduler {cfg.scheduler}: needs an --epochs budget of at least 2 x --min-epochs "
-                        "(its rungs are epochs)")
+    if cfg.early_scheduler is not None and (cfg.steps is not None or cfg.epochs < 2 * cfg.min_epochs):
+        flag = f"--scheduler {cfg.scheduler}" if cfg.scheduler != "fifo" else "--early-stop"
+        raise UserError(f"{flag}: needs an --epochs budget of at least 2 x --min-epochs (its rungs are epochs)")

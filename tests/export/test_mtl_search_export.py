@@ -142,3 +142,22 @@ def test_export_runs_without_nasmt_matches_and_onnx(mtl_run, tmp_path, number, f
     arch = json.loads((out / "arch.json").read_text())
     for t, info in arch["per_task"].items():
         assert info["max_abs_diff_vs_full"] == 0.0, t
+
+
+def test_re_export_into_an_earlier_export_leaves_no_stale_file(mtl_run, tmp_path):
+    """A second export into the same folder replaces the first whole: the quantized
+    artifact of the first is gone when the second has none; the folder keeps its mode."""
+    from nasmt.quant import is_fp32
+
+    rec = next((r for r in _complete(mtl_run) if not is_fp32(ArchSpec.from_json(r.spec))), None)
+    assert rec is not None, "every trial sampled an all-fp32 policy"
+    out = tmp_path / "exp"
+    nasmt("export", mtl_run, "--trial", rec.number, "--out", out)
+    assert (out / "model_quant.onnx").exists()
+    mode = out.stat().st_mode
+    nasmt("export", mtl_run, "--trial", rec.number, "--out", out, "--no-quantized")
+    assert not (out / "model_quant.onnx").exists()
+    assert json.loads((out / "arch.json").read_text())["quantized"] is None
+    assert (out / "model.py").exists() and (out / "tasks").is_dir()
+    assert out.stat().st_mode == mode
+    assert [p.name for p in tmp_path.iterdir()] == ["exp"]  # no temporary folder left beside it
