@@ -36,6 +36,31 @@ def nasmt(*args, check=True, timeout=600, env=None) -> subprocess.CompletedProce
 
 
 @pytest.fixture(scope="session")
+def mm():
+    """(suite, data) of tests/data/mm_small.toml: real MultiMNIST composites, few examples."""
+    from nasmt.data import load_data_cached
+    from nasmt.data.suite import load_suite
+
+    suite = load_suite(SMALL_SUITE)
+    return suite, load_data_cached(suite)
+
+
+def small_conv_net(data, seed: int = 0):
+    """A one-stage network for `data` (conv 3x3, 4 channels, stride 2; every task: global
+    pool -> its output layer), seeded: the small real model of the training-loop tests."""
+    from nasmt.model.build import build
+    from nasmt.space.spec import ArchSpec, BranchSpec, OpSpec, StageSpec
+
+    spec = ArchSpec(
+        space="t", input_shape=tuple(data.input_shape),
+        stages=(StageSpec((OpSpec.from_json({"op": "conv", "k": 3, "c": 4, "s": 2}),)),),
+        branches=tuple(BranchSpec(t, 1, (), (OpSpec("gap"),), n) for t, n in data.n_outputs.items()),
+    )
+    torch.manual_seed(seed)
+    return build(spec)
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
     nasmt(

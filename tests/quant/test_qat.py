@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 import nasmt.quant.finetune as finetune
 from nasmt import quant as Q
-from nasmt.data import load_data_cached
-from nasmt.data.suite import load_suite
 from nasmt.model.build import build
 from nasmt.quant.simulation import fake_act_hooks
 from nasmt.space.spec import ArchSpec, BranchSpec, OpSpec, Precision, StageSpec
 from nasmt.train import TrainConfig, task_losses, tensors, train
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def mm():
-    suite = load_suite(ROOT / "tests" / "data" / "mm_small.toml")
-    return suite, load_data_cached(suite)
 
 
 def _spec(data, suite) -> ArchSpec:

@@ -22,7 +22,7 @@ from nasmt.search.space import define_space
 from nasmt.search.study import StudyAdapter, make_sampler
 from nasmt.space.derive import replay
 from nasmt.space.grammar import load_grammar
-from test_resume import _complete_numbers, _run_until, _start, _study  # the kill / resume helpers
+from kill_helpers import complete_numbers, journal_study, run_until, start
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -116,7 +116,7 @@ def test_resumed_study_keeps_evolving_from_the_journal(tmp_path):
     given = dict(resumed.study.trials[3].params)
     resumed.study.enqueue_trial(given)  # as --enqueue / --warm-start do: evaluated as given, not bred
     _evolve(resumed, 9)
-    study = _study(tmp_path)  # plans read back from the journal file
+    study = journal_study(tmp_path)  # plans read back from the journal file
     trials = study.get_trials(deepcopy=False)
     assert len(trials) == 17
     assert trials[8].params == given and trials[8].system_attrs[PLAN_ATTR]["op"] == ENQUEUED
@@ -186,13 +186,13 @@ def test_subtrees_and_fits():
 def test_cli_evolution_search_survives_a_kill_and_resume(tmp_path):
     run = tmp_path / "run"
     log = tmp_path / "s1.log"
-    p = _start(["search", "--space", TINY_SPACE, "--tasks", SMALL_SUITE, "--trials", 5, "--steps", 5,
+    p = start(["search", "--space", TINY_SPACE, "--tasks", SMALL_SUITE, "--trials", 5, "--steps", 5,
                 "--sampler", "evolution", "--max-concurrent", 1, "--seed", 2, "--out", run, "--quiet"], log)
-    _run_until(p, run, lambda: len(_complete_numbers(run)) >= 3, log)
+    run_until(p, run, lambda: len(complete_numbers(run)) >= 3, log)
     assert p.returncode == -signal.SIGKILL
-    n_before = len(_study(run).get_trials(deepcopy=False))
+    n_before = len(journal_study(run).get_trials(deepcopy=False))
     nasmt("search", "--resume", run, "--quiet")
-    trials = _study(run).get_trials(deepcopy=False)
+    trials = journal_study(run).get_trials(deepcopy=False)
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 5
     plans = [t.system_attrs[PLAN_ATTR] for t in trials]
     # the population is 4: once 4 trials are complete, the resumed session breeds children

@@ -6,17 +6,11 @@ Plus fast reconciliation tests on a copy of the shared tiny run (no Ray).
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import optuna
 import pytest
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from nasmt.cli import main
@@ -25,115 +19,11 @@ from nasmt.run import INTERRUPTED, TrialStatus, read_jsonl, read_trials, repair_
 from nasmt.search.lock import LOCKED_MESSAGE
 from nasmt.search.resume import prepare_resume
 
-from conftest import ROOT, SMALL_SUITE, TINY_SPACE, nasmt
+from conftest import SMALL_SUITE, TINY_SPACE, nasmt
+from kill_helpers import (complete_numbers, in_flight, kill_session, lock_holder, result_numbers, run_until, start,
+                          journal_study)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def _study(run: Path):
-    storage = JournalStorage(JournalFileBackend(str(run / "study.journal")))
-    return optuna.load_study(study_name="nasmt", storage=storage)
-
-
-def _complete_numbers(run: Path) -> list[int]:
-    f = run / "trials.jsonl"
-    if not f.exists():
-        return []
-    out = []
-    for line in f.read_text(encoding="utf-8").splitlines():
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line being written right now
-        if r.get("status") == "complete":
-            out.append(int(r["number"]))
-    return out
-
-
-def _result_numbers(run: Path) -> set[int]:
-    return {int(p.parent.name) for p in (run / "trials").glob("*/result.json")} if (run / "trials").exists() else set()
-
-
-def _in_flight(run: Path) -> set[int]:
-    """Trials that started (spec.json written) and have not finished (no result/error)."""
-    if not (run / "trials").exists():
-        return set()
-    return {int(d.name) for d in (run / "trials").iterdir()
-            if (d / "spec.json").exists() and not (d / "result.json").exists() and not (d / "error.json").exists()}
-
-
-def _session_procs(sid: int) -> list[tuple[int, str]]:
-    """Live (non-zombie) processes of session `sid`: the killed driver's own session,
-    so everything listed was started by this test."""
-    procs = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{name}/stat").read_text()
-            cmd = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[3]) == sid and fields[0] != "Z":
-            procs.append((int(name), cmd.strip()))
-    return procs
-
-
-def _kill_session(p: subprocess.Popen) -> None:
-    """SIGKILL the driver's process group, then any straggler of its session (Ray
-    workers put themselves in their own process group, but stay in the session)."""
-    try:
-        os.killpg(p.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    p.wait(timeout=30)
-    deadline = time.monotonic() + 30
-    while True:
-        left = _session_procs(p.pid)
-        if not left:
-            return
-        for pid, _ in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"processes of the killed search survive: {left}")
-        time.sleep(0.2)
-
-
-def _lock_holder(run: Path) -> int | None:
-    """pid holding the run's driver flock, read from /proc/locks (without touching it)."""
-    try:
-        ino = os.stat(run / ".nasmt.lock").st_ino
-    except FileNotFoundError:
-        return None
-    for line in Path("/proc/locks").read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(ino):
-            return int(parts[4])
-    return None
-
-
-def _start(args, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "nasmt.cli", *map(str, args)],
-        cwd=ROOT, start_new_session=True, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-    )
-
-
-def _run_until(p: subprocess.Popen, run: Path, ready, log: Path, limit_s: float = 240) -> None:
-    deadline = time.monotonic() + limit_s
-    try:
-        while not ready():
-            if p.poll() is not None:
-                raise AssertionError(f"search ended (rc {p.returncode}) before the kill point:\n{log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"kill point not reached:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
-    finally:
-        _kill_session(p)
 
 
 def test_resume_after_two_sigkills(tmp_path, capsys):
@@ -141,26 +31,26 @@ def test_resume_after_two_sigkills(tmp_path, capsys):
     trials = 6
 
     # session 1: killed right after the first trial is recorded
-    p = _start(["search", "--space", TINY_SPACE, "--tasks", SMALL_SUITE, "--trials", trials, "--steps", 20,
+    p = start(["search", "--space", TINY_SPACE, "--tasks", SMALL_SUITE, "--trials", trials, "--steps", 20,
                 "--sampler", "random", "--seed", 5, "--out", run, "--quiet"], tmp_path / "s1.log")
     # ... while another trial is in flight, so that resume has an interrupted trial to close
-    _run_until(p, run, lambda: len(_complete_numbers(run)) >= 1 and bool(_in_flight(run)), tmp_path / "s1.log")
+    run_until(p, run, lambda: len(complete_numbers(run)) >= 1 and bool(in_flight(run)), tmp_path / "s1.log")
     assert p.returncode == -signal.SIGKILL
-    before1 = _result_numbers(run)
-    cut1 = _in_flight(run)
+    before1 = result_numbers(run)
+    cut1 = in_flight(run)
     assert before1
-    n_asked1 = len(_study(run).get_trials(deepcopy=False))
+    n_asked1 = len(journal_study(run).get_trials(deepcopy=False))
 
     # session 2: resumed, killed once it has recorded a new trial and 3 in all
-    p = _start(["search", "--resume", run, "--quiet"], tmp_path / "s2.log")
+    p = start(["search", "--resume", run, "--quiet"], tmp_path / "s2.log")
 
     def ready2():
-        done = _complete_numbers(run)
+        done = complete_numbers(run)
         return len(done) >= 3 and bool(set(done) - before1)
 
     try:
         deadline = time.monotonic() + 240
-        while _lock_holder(run) != p.pid:
+        while lock_holder(run) != p.pid:
             assert p.poll() is None and time.monotonic() < deadline, (tmp_path / "s2.log").read_text()
             time.sleep(0.1)
         # while session 2 runs, a second driver on the same run is refused
@@ -169,11 +59,11 @@ def test_resume_after_two_sigkills(tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and LOCKED_MESSAGE in err and err.count("\n") == 1, err
     except BaseException:
-        _kill_session(p)
+        kill_session(p)
         raise
-    _run_until(p, run, ready2, tmp_path / "s2.log")
+    run_until(p, run, ready2, tmp_path / "s2.log")
     assert p.returncode == -signal.SIGKILL
-    before2 = _result_numbers(run)
+    before2 = result_numbers(run)
 
     # session 3: resumed to the end
     r = nasmt("search", "--resume", run)
@@ -186,7 +76,7 @@ def test_resume_after_two_sigkills(tmp_path, capsys):
     complete = {t.number: t for t in final if t.status == TrialStatus.COMPLETE}
     assert len(complete) == trials
     assert before1 <= before2 <= set(complete), "a trial that finished before a kill was lost"
-    study = _study(run)
+    study = journal_study(run)
     jt = study.get_trials(deepcopy=False)
     assert not [t.number for t in jt if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     assert {t.number for t in jt if t.state == TrialState.COMPLETE} == set(complete)
@@ -225,7 +115,7 @@ def test_resume_recovers_unrecorded_and_closes_running(run_copy):
     # ... and mid-append of another record (torn last line) ...
     (run_copy / "trials.jsonl").write_text("\n".join(kept) + '\n{"number": 99, "sta')
     # ... and while Optuna had a trial RUNNING that never wrote anything
-    study = _study(run_copy)
+    study = journal_study(run_copy)
     running = study.ask()
     n_before = len(study.get_trials(deepcopy=False))
     cfg, n_complete, n_failed = prepare_resume(run_copy, quiet=True)
@@ -237,7 +127,7 @@ def test_resume_recovers_unrecorded_and_closes_running(run_copy):
     assert final[lost].status == TrialStatus.COMPLETE and final[lost].recovered
     assert final[running.number].status == TrialStatus.FAILED and final[running.number].interrupted
     assert (run_copy / "trials.jsonl").read_bytes().endswith(b"\n")
-    study = _study(run_copy)
+    study = journal_study(run_copy)
     states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
     assert len(states) == n_before
     assert states[running.number] == TrialState.FAIL

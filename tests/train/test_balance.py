@@ -6,17 +6,13 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasmt.data import load_data_cached
-from nasmt.data.suite import load_suite
-from nasmt.model.build import build
-from nasmt.space.spec import ArchSpec, BranchSpec, OpSpec, StageSpec
+from conftest import small_conv_net
 from nasmt.train import TrainConfig, TrainHook, train
 from nasmt.train.balance import (
     METHODS,
@@ -27,7 +23,6 @@ from nasmt.train.balance import (
 )
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class Toy(nn.Module):
@@ -258,22 +253,6 @@ def test_gradnorm_balances_gradient_norms():
 
 # -- the loop ---------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def mm():
-    suite = load_suite(ROOT / "tests" / "data" / "mm_small.toml")
-    return suite, load_data_cached(suite)
-
-
-def _model(data):
-    spec = ArchSpec(
-        space="t", input_shape=tuple(data.input_shape),
-        stages=(StageSpec((OpSpec.from_json({"op": "conv", "k": 3, "c": 4, "s": 2}),)),),
-        branches=tuple(BranchSpec(t, 1, (), (OpSpec("gap"),), n) for t, n in data.n_outputs.items()),
-    )
-    torch.manual_seed(0)
-    return build(spec)
-
-
 def test_config_rejects_unknown_balance():
     with pytest.raises(ValueError, match="balance.*'bogus'"):
         TrainConfig(balance="bogus")
@@ -288,7 +267,7 @@ def test_loop_trains_with_each_method(mm, method):
         def on_start(self, model, optimizer):
             groups.extend(optimizer.param_groups)
 
-    model = _model(data)
+    model = small_conv_net(data)
     w0 = model.trunk[0][0].conv.weight.detach().clone()
     r = train(model, suite, data, TrainConfig(steps=3, batch_size=64, balance=method), hooks=[Groups()])
     assert math.isfinite(r["loss"]) and r["balance"] == method and r["backward_s"] > 0

@@ -4,37 +4,16 @@ BatchNorm, the learning-rate schedules, the training mode restored after on_epoc
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from nasmt.data import load_data_cached
-from nasmt.data.suite import load_suite
-from nasmt.model.build import build
-from nasmt.space.spec import ArchSpec, BranchSpec, OpSpec, StageSpec
+from conftest import small_conv_net
 from nasmt.train import TrainConfig, TrainHook, evaluate, train
 from nasmt.train.loop import LOSS_READ_EVERY
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def mm():
-    suite = load_suite(ROOT / "tests" / "data" / "mm_small.toml")
-    return suite, load_data_cached(suite)
-
-
-def _model(data):
-    spec = ArchSpec(
-        space="t", input_shape=tuple(data.input_shape),
-        stages=(StageSpec((OpSpec.from_json({"op": "conv", "k": 3, "c": 4, "s": 2}),)),),
-        branches=tuple(BranchSpec(t, 1, (), (OpSpec("gap"),), n) for t, n in data.n_outputs.items()),
-    )
-    torch.manual_seed(0)
-    return build(spec)
 
 
 class Recorder(TrainHook):
@@ -65,7 +44,7 @@ def test_hooks_called_in_documented_order(mm):
     bs = n // 2  # two steps per epoch
     total = LOSS_READ_EVERY + 1  # the loss is read at step LOSS_READ_EVERY and at the last step
     log: list = []
-    r = train(_model(data), suite, data, TrainConfig(steps=total, batch_size=bs),
+    r = train(small_conv_net(data), suite, data, TrainConfig(steps=total, batch_size=bs),
               hooks=[Recorder("a", log), Forward("f", log)])
     want = [("on_start", "a", True, True), ("on_start", "f", True, True)]
     for step in range(1, total + 1):
@@ -91,14 +70,14 @@ def test_on_epoch_gets_the_last_loss_read(mm):
 
     steps_per_epoch = data.n("train") // 32
     assert steps_per_epoch > LOSS_READ_EVERY
-    r = train(_model(data), suite, data, TrainConfig(epochs=1, batch_size=32), hooks=[Epochs()])
+    r = train(small_conv_net(data), suite, data, TrainConfig(epochs=1, batch_size=32), hooks=[Epochs()])
     assert seen[1] == seen["step_loss"] == r["loss"]
 
 
 def test_at_most_one_hook_overrides_forward(mm):
     suite, data = mm
     with pytest.raises(ValueError, match="at most one"):
-        train(_model(data), suite, data, TrainConfig(steps=1), hooks=[Forward("f", []), Forward("g", [])])
+        train(small_conv_net(data), suite, data, TrainConfig(steps=1), hooks=[Forward("f", []), Forward("g", [])])
 
 
 def test_training_mode_restored_after_on_epoch(mm):
@@ -115,14 +94,14 @@ def test_training_mode_restored_after_on_epoch(mm):
             evaluate(self.model, suite, data, "val")  # leaves the model in eval mode
 
     h = EvalEachEpoch()
-    h.model = _model(data)
+    h.model = small_conv_net(data)
     train(h.model, suite, data, TrainConfig(steps=4, batch_size=data.n("train") // 2), hooks=[h])
     assert modes == [True] * 4
 
 
 def test_freeze_bn_keeps_batchnorm_statistics(mm):
     suite, data = mm
-    model = _model(data)
+    model = small_conv_net(data)
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     stats = [(m.running_mean.clone(), m.running_var.clone()) for m in bns]
     w0 = model.trunk[0][0].conv.weight.detach().clone()
@@ -147,7 +126,7 @@ def test_schedule(mm, schedule):
             lrs.append(self.opt.param_groups[0]["lr"])
 
     steps = 40
-    train(_model(data), suite, data, TrainConfig(steps=steps, batch_size=64, lr=0.01, schedule=schedule), hooks=[Rates()])
+    train(small_conv_net(data), suite, data, TrainConfig(steps=steps, batch_size=64, lr=0.01, schedule=schedule), hooks=[Rates()])
     if schedule == "constant":
         assert lrs == [0.01] * steps
     else:  # warms up to lr, then anneals
@@ -169,7 +148,7 @@ def test_sampling(mm, sampling):
 
     n = data.n("train")
     bs = n // 4
-    train(_model(data), suite, data, TrainConfig(steps=4, batch_size=bs, sampling=sampling), hooks=[Batches()])
+    train(small_conv_net(data), suite, data, TrainConfig(steps=4, batch_size=bs, sampling=sampling), hooks=[Batches()])
     rows = torch.cat(seen)
     distinct = torch.unique(rows, dim=0).shape[0]
     all_distinct = torch.unique(torch.from_numpy(data.x["train"]).flatten(1), dim=0).shape[0]
