@@ -1,10 +1,12 @@
-"""Helpers shared by the dashboard and run-fault tests: raw HTTP GETs, the real
-`nasmt dashboard` CLI in a subprocess, headless Chromium, and run-directory edits."""
+"""Helpers shared by the report, dashboard and run-fault tests: raw HTTP GETs, the real
+`nasmt dashboard` CLI in a subprocess, headless Chromium, run-directory edits, and the
+page's embedded data."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import re
 import select
 import socket
 import subprocess
@@ -137,3 +139,16 @@ def corrupt_line(run: Path, lineno: int = 2) -> None:
     assert len(lines) > lineno, "needs a line after the corrupt one"
     lines[lineno - 1] = "{this is not json\n"
     (run / TRIALS_FILE).write_text("".join(lines), encoding="utf-8")
+
+
+def page_payload(html: str) -> dict:
+    """The data a report page embeds (its `nasmt-data` script)."""
+    m = re.search(r'<script type="application/json" id="nasmt-data">(.*?)</script>', html, re.S)
+    assert m, "no embedded data"
+    return json.loads(m.group(1))
+
+
+def table_rows(p: dict) -> list[dict]:
+    """The payload's table rows as {column key: value}."""
+    keys = [c["key"] for c in p["table"]["columns"]]
+    return [dict(zip(keys, row)) for row in p["table"]["rows"]]

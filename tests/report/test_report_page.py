@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import nasmt
+from dashboard_helpers import page_payload, table_rows
 from nasmt.errors import RunDirError, UserError
 from nasmt.report import build_payload, export_parts, load_runs, make_context, payload_json, resolve_objectives, write_report
 from nasmt.report.arch import get_arch_info
@@ -41,18 +42,6 @@ EVIL = "<script>alert(1)</script>"
 EVIL_ERR = "<img src=x onerror=alert(2)> & </script><b>"
 VIEWS = ["plot-pareto", "plot-hypervolume", "plot-tasks", "plot-genome", "plot-importance", "plot-arch",
          "trial-table", "export-cmd", "run-info"]
-
-
-def _payload(html: str) -> dict:
-    m = re.search(r'<script type="application/json" id="nasmt-data">(.*?)</script>', html, re.S)
-    assert m, "no embedded data"
-    return json.loads(m.group(1))
-
-
-def _rows(p: dict) -> list[dict]:
-    """The payload's table rows as {column key: value}."""
-    keys = [c["key"] for c in p["table"]["columns"]]
-    return [dict(zip(keys, row)) for row in p["table"]["rows"]]
 
 
 def _rewrite(run: Path, fn) -> None:
@@ -94,12 +83,12 @@ def test_report_is_self_contained(report_html):
 def test_report_has_every_view(report_html, tiny_run):
     for view in VIEWS:
         assert f'id="{view}"' in report_html, view
-    p = _payload(report_html)
+    p = page_payload(report_html)
     assert set(p["figures"]) == {"pareto", "hypervolume", "tasks", "genome", "importance"}
     for name, fig in p["figures"].items():
         assert "data" in fig and "layout" in fig, name
     trials = read_trials(tiny_run)
-    assert [r["number"] for r in _rows(p)] == [t.number for t in trials]
+    assert [r["number"] for r in table_rows(p)] == [t.number for t in trials]
     assert p["mode"] == "report"
     assert p["selected"] is not None
     # every recorded architecture can be drawn
@@ -112,7 +101,7 @@ def test_report_default_path_and_cli(run_copy):
     assert out == run_copy / "report.html" and out.stat().st_size > 1_000_000
     r = nasmt("report", run_copy, "-o", run_copy / "cli.html", "--objectives", "left.error,right.error")
     assert Path(r.stdout.strip()) == run_copy / "cli.html"
-    p = _payload((run_copy / "cli.html").read_text(encoding="utf-8"))
+    p = page_payload((run_copy / "cli.html").read_text(encoding="utf-8"))
     assert [o["name"] for o in p["objectives"]] == ["left.error", "right.error"]
 
 
@@ -131,10 +120,10 @@ def test_report_escapes_user_strings(run_copy, tmp_path):
     assert "</script><b>" not in html
     # only our own script tags: every </script> closes one we opened
     assert html.lower().count("</script>") == len(re.findall(r"<script[\s>]", html, re.I))
-    p = _payload(html)  # the data itself still carries the exact strings
+    p = page_payload(html)  # the data itself still carries the exact strings
     assert p["runs"][0]["tasks"][0]["name"] == EVIL
     assert EVIL in p["runs"][0]["grammar"]
-    assert [r["error"] for r in _rows(p) if r["number"] == 999] == [EVIL_ERR]
+    assert [r["error"] for r in table_rows(p) if r["number"] == 999] == [EVIL_ERR]
     # Plotly renders some HTML: labels drawn by Plotly are escaped
     figs = json.dumps(p["figures"])
     assert EVIL not in figs and "&lt;script&gt;" in figs
@@ -225,14 +214,14 @@ def test_pareto_three_objectives(tiny_run):
 
 def test_multi_run_overlay(tiny_run, run_copy, tmp_path):
     out = write_report([tiny_run, run_copy], out=tmp_path / "two.html")
-    p = _payload(out.read_text(encoding="utf-8"))
+    p = page_payload(out.read_text(encoding="utf-8"))
     assert [r["name"] for r in p["runs"]] == ["tiny", "run"]
     assert p["runs"][0]["symbol"] != p["runs"][1]["symbol"]
     symbols = {t["marker"]["symbol"] for t in p["figures"]["pareto"]["data"]
                if t.get("mode") == "markers" and t.get("name") != "selected" and "stopped" not in t.get("name", "")}
     assert symbols == {p["runs"][0]["symbol"], p["runs"][1]["symbol"]}
     n = len(read_trials(tiny_run))
-    rows = _rows(p)
+    rows = table_rows(p)
     assert len(rows) == 2 * n
     assert {r["run"] for r in rows} == {0, 1}
 

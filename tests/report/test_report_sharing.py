@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import nasmt
+from dashboard_helpers import page_payload, table_rows
 from nasmt.errors import RunDirError
 from nasmt.report import load_runs, make_context, resolve_objectives, write_report
 from nasmt.report.affinity import (
@@ -28,17 +29,6 @@ from nasmt.run import AFFINITY_FILE, TrialStatus, read_trials, replace_records
 SHARING = ["hard", "mmoe+tree", "ple", "mmoe+tree"]
 BALANCE = ["pcgrad", "equal", "pcgrad", "mgda"]
 EVIL = "<img src=x onerror=alert(1)>"
-
-
-def _payload(html: str) -> dict:
-    m = re.search(r'<script type="application/json" id="nasmt-data">(.*?)</script>', html, re.S)
-    assert m, "no embedded data"
-    return json.loads(m.group(1))
-
-
-def _rows(p: dict) -> list[dict]:
-    keys = [c["key"] for c in p["table"]["columns"]]
-    return [dict(zip(keys, row)) for row in p["table"]["rows"]]
 
 
 def _context(run: Path):
@@ -135,13 +125,13 @@ def test_report_cli_shows_the_view_and_the_table_columns(run_copy):
     nasmt("report", run_copy, "-o", out)
     html = out.read_text(encoding="utf-8")
     assert 'id="sharing-card"' in html and "Sharing family and loss balancing" in html
-    p = _payload(html)
+    p = page_payload(html)
     assert "sharing" in p["figures"]
     fig = p["figures"]["sharing"]
     assert fig["layout"]["updatemenus"][0]["buttons"][1]["label"] == "colour by balancing method"
     keys = [c["key"] for c in p["table"]["columns"]]
     assert "sharing" in keys and "balance" in keys
-    for r in _rows(p):
+    for r in table_rows(p):
         assert (r["sharing"], r["balance"]) == labels[r["number"]]
 
 
@@ -155,7 +145,7 @@ def test_a_run_without_the_fields_has_no_such_view(run_copy, tmp_path):
     _strip(run_copy)
     assert get_sharing_info(_context(run_copy)).colorings == []
     assert sharing_figure(get_sharing_info(_context(run_copy))) is None
-    p = _payload(write_report([run_copy], out=tmp_path / "plain.html").read_text(encoding="utf-8"))
+    p = page_payload(write_report([run_copy], out=tmp_path / "plain.html").read_text(encoding="utf-8"))
     assert "sharing" not in p["figures"]
     keys = [c["key"] for c in p["table"]["columns"]]
     assert "sharing" not in keys and "balance" not in keys
@@ -234,7 +224,7 @@ def test_report_of_a_run_with_affinity_shows_the_heatmap(run_copy):
     nasmt("report", run_copy, "-o", out)
     html = out.read_text(encoding="utf-8")
     assert 'id="affinity-card"' in html and "Task affinity" in html
-    (entry,) = _payload(html)["affinity"]
+    (entry,) = page_payload(html)["affinity"]
     assert entry["run"] == run_copy.name and "suggested groups" in entry["note"]
     (hm,) = entry["figure"]["data"]
     assert hm["type"] == "heatmap" and hm["z"] == aff["matrix"]
