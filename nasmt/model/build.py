@@ -94,7 +94,8 @@ class Unit:
     """One op of a built network."""
 
     group: str  # module path of its stage / group / branch in MultiTaskNet: "trunk.<i>", "groups.<g>", "branches.<task>"
-    label: str  # the op as written ("conv(c=16, k=3, s=2)"); "gap()" / "linear(out=N)" when implicit
+    label: str  # the op as written ("conv(c=16, k=3, s=2)"); "gap()" / "linear(out=N)" when implicit; a mixture
+    # adds its reader count ("mmoe(h=32, k=3, n=4)x3"): the latency table keys on the label
     op: str  # the op name ("conv", ..., "gap", "linear")
     modules: list[nn.Module]  # empty where the op is the identity at this shape
     shape: Shape  # its input shape
@@ -147,8 +148,10 @@ def units(spec: ArchSpec) -> list[Unit]:
     out, stage_out = [], []
     for i, st in enumerate(spec.stages):
         for o in st.ops:
-            mods, s2 = op_modules(o, s, len(who.get(i + 1, ())) or 1)
-            out.append(Unit(f"trunk.{i}", str(o), o.op, mods, s))
+            k = len(who.get(i + 1, ())) or 1
+            mods, s2 = op_modules(o, s, k)
+            label = f"{o}x{k}" if o.op in SOFT_OPS else str(o)  # a mixture's cost grows with its readers (gates)
+            out.append(Unit(f"trunk.{i}", label, o.op, mods, s))
             s = s2
         stage_out.append(s)
     for g in spec.groups:

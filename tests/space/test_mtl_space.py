@@ -149,3 +149,21 @@ def test_mixture_readers_get_their_own_slot_and_quantization_covers_experts_and_
     names = {ql.name for ql in plan(m, group_paths(spec))}
     mixture = [n for n, mod in m.named_modules() if isinstance(mod, torch.nn.Linear) and n.startswith(f"trunk.{mix_stage - 1}.")]
     assert mixture and set(mixture) <= names  # every expert and gate layer is under the stage's precision
+
+
+def test_latency_table_keys_a_mixture_by_its_reader_count():
+    """The per-op latency table must not reuse a 2-reader MMoE's entry for a 3-reader one
+    (one gate per reader)."""
+    from nasmt.quant.latency import _units
+    from nasmt.space.spec import BranchSpec, OpSpec, StageSpec
+
+    def spec(tasks):
+        stages = (StageSpec((OpSpec.from_json({"op": "fc", "h": 8, "act": "relu"}),)),
+                  StageSpec((OpSpec.from_json({"op": "mmoe", "n": 2, "h": 4, "k": 3}),)))
+        return ArchSpec("t", (5,), stages, tuple(BranchSpec(t, 2, (), (), 1) for t in tasks))
+
+    def mixture_key(s):
+        return next(k for k, *_ in _units(s) if k.startswith("mmoe"))
+
+    assert mixture_key(spec("ab")) != mixture_key(spec("abc"))
+    assert mixture_key(spec("ab")) == mixture_key(spec("xy"))
