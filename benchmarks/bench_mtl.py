@@ -234,11 +234,49 @@ def affinity_study(work: Path, budget) -> dict:
     return study
 
 
+def _fmt(v, spec: str = "+.1f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def table(path: Path) -> str:
+    """The README's markdown tables from a bench_mtl.json."""
+    r = json.loads(path.read_text())
+    out = []
+    for name, d in r["suites"].items():
+        b = r["settings"]["budgets"][name]
+        out.append(f"**{name}** ({len(d['tasks'])} tasks; {b['trials_per_cell']} trials x {b['epochs_per_trial']:g} "
+                   f"epochs per cell, {b['seeds']} seed(s)): test Δm vs single-task, % (mean over seeds), params")
+        out.append("")
+        out.append("| cell | Δm | params | best trial's sharing (per seed) | trial compute s | backward s |")
+        out.append("|---|---|---|---|---|---|")
+        for kind, cells in (("family", d["families"]), ("balance", d["balancing"])):
+            for k, c in cells.items():
+                out.append(f"| {kind} {k} | {_fmt(c['mean_test_delta_m_vs_single'])} | {c['mean_params']:,.0f} | "
+                           f"{', '.join(c['best_sharing'])} | {c['mean_compute_s']:.0f} | {c['mean_backward_s']:.1f} |")
+        for k, c in d["baselines"].items():
+            params = f"{c['params']:,}" if c.get("params") else "-"
+            out.append(f"| baseline {k} | {_fmt(c['test_delta_m_vs_single'])} | {params} | | | |")
+        out.append("")
+    if "affinity_prior" in r:
+        a = r["affinity_prior"]
+        out.append(f"**affinity prior** (fair, full mtl space, {a['seeds']} seeds x {a['trials']} trials): mean best "
+                   f"validation mean_error {a['mean_best_val_mean_error']['with']:.4f} with `--affinity`, "
+                   f"{a['mean_best_val_mean_error']['without']:.4f} without; mean hypervolume "
+                   f"{a['mean_hypervolume']['with']:.3f} with, {a['mean_hypervolume']['without']:.3f} without "
+                   f"(higher is better; better with on {a['seeds_better_with']} of {a['seeds']} seeds); "
+                   f"suggested groups {' | '.join(', '.join(g) for g in a['affinity']['groups'])}.")
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="2 trials of half an epoch, one seed (a smoke run)")
     ap.add_argument("--suites", default="people,fair,multimnist")
+    ap.add_argument("--table", action="store_true", help="print the README tables of reports/bench_mtl.json and stop")
     a = ap.parse_args()
+    if a.table:
+        print(table(ROOT / "reports" / "bench_mtl.json"))
+        return
     torch.set_num_threads(1)
     work = ROOT / "runs" / "bench-mtl"
     shutil.rmtree(work, ignore_errors=True)
