@@ -95,6 +95,8 @@ def _search_config(a):
 def cmd_validate(a):
     from nasmt.space.grammar import load_grammar
     from nasmt.space.validate import check_compatible
+    from nasmt.space.nodes import Op
+    from nasmt.space.vocab import SOFT_OPS
 
     for f in a.grammars:
         g = load_grammar(f)
@@ -104,8 +106,8 @@ def cmd_validate(a):
             s = load_suite(a.tasks)
             check_compatible(g, s.is_image, s.file)
         n_dec = sum(len(r.alts) > 1 for r in g.rules.values())
-        ops = {it.atom.name for r in g.rules.values() for a in r.alts for it in a.items if hasattr(it.atom, "params")}
-        sharing = ["hard"] + [f for f in ("mmoe", "ple") if f in ops] + (["tree"] if "group" in g.rules else [])
+        ops = {it.atom.name for r in g.rules.values() for a in r.alts for it in a.items if isinstance(it.atom, Op)}
+        sharing = ["hard"] + [f for f in SOFT_OPS if f in ops] + (["tree"] if "group" in g.rules else [])
         extra = f", sharing {'|'.join(sharing)}" if len(sharing) > 1 else ""
         extra += ", training searched" if "train" in g.rules else ""
         print(f"{f}: ok ({len(g.rules)} rules, {n_dec} with alternatives, quantization "

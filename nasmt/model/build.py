@@ -101,17 +101,20 @@ class Unit:
     shape: Shape  # its input shape
 
 
-def _branch_units(b, s: Shape, group: str | None = None) -> list[Unit]:
-    """A branch's ops then its implicit gap / output layer; a group's ops (`group`: its
-    module path) have no output layer."""
-    path = group or f"branches.{b.task}"
+def _seq_units(path: str, ops, s: Shape) -> tuple[list[Unit], Shape]:
+    """Units of ops applied in sequence under module path `path`, and the shape after them."""
     out = []
-    for o in (*b.layers, *getattr(b, "head", ())):
+    for o in ops:
         mods, s2 = op_modules(o, s)
         out.append(Unit(path, str(o), o.op, mods, s))
         s = s2
-    if group is not None:
-        return out
+    return out, s
+
+
+def _branch_units(b, s: Shape) -> list[Unit]:
+    """A branch's ops, then its implicit gap (on an image) and output layer."""
+    path = f"branches.{b.task}"
+    out, s = _seq_units(path, (*b.layers, *b.head), s)
     if s.image:
         out.append(Unit(path, "gap()", "gap", [O.GlobalPool()], s))
         s = Shape(s.c)
@@ -130,16 +133,6 @@ def readers(spec: ArchSpec) -> dict[int, list[str]]:
     return out
 
 
-def _group_out(spec: ArchSpec, stage_out: list[Shape]) -> dict[str, Shape]:
-    out = {}
-    for g in spec.groups:
-        s = stage_out[g.tap - 1]
-        for o in g.layers:
-            s = op_modules(o, s)[1]
-        out[g.name] = s
-    return out
-
-
 def units(spec: ArchSpec) -> list[Unit]:
     """Every op of the network for `spec`: stages, then groups, then each branch (the
     order `build` creates modules in, so a seeded build initializes the same weights)."""
@@ -154,9 +147,10 @@ def units(spec: ArchSpec) -> list[Unit]:
             out.append(Unit(f"trunk.{i}", label, o.op, mods, s))
             s = s2
         stage_out.append(s)
+    group_out = {}
     for g in spec.groups:
-        out += _branch_units(g, stage_out[g.tap - 1], group=f"groups.{g.name}")
-    group_out = _group_out(spec, stage_out)
+        us, group_out[g.name] = _seq_units(f"groups.{g.name}", g.layers, stage_out[g.tap - 1])
+        out += us
     for b in spec.branches:
         out += _branch_units(b, group_out[b.group] if b.group is not None else stage_out[b.tap - 1])
     return out

@@ -11,20 +11,21 @@ a step along task i's gradient lowers task j's loss, < 0 when it raises it. `gro
 the suggested grouping. The colour scale diverges at 0 (blue helps, red hurts); the cells
 of each suggested group (of two or more tasks) are outlined.
 
-`get_affinity_info` validates the file (RunDirError naming the file and the field);
+`get_affinity_info` validates the file (`nasmt.run.affinity`: RunDirError naming the file
+and the field);
 `affinity_figure` draws it; `write_affinity_html` writes the standalone page of
 `nasmt affinity`; the report shows the heatmap of every run directory holding the file."""
 
 from __future__ import annotations
 
 import html
-import math
 from pathlib import Path
 from typing import NamedTuple
 
-from nasmt.errors import RunDirError, UserError
+from nasmt.errors import UserError
 from nasmt.report.style import FONT, TEXT_COLOR, esc, style
 from nasmt.run import AFFINITY_FILE, atomic_write_text
+from nasmt.run.affinity import check_affinity, load_affinity
 
 # diverging at 0: red where a task's step hurts the other, white at 0, blue where it helps
 COLORSCALE = [[0.0, "#c92a2a"], [0.25, "#ff8787"], [0.5, "#f8f9fa"], [0.75, "#74c0fc"], [1.0, "#1864ab"]]
@@ -48,14 +49,6 @@ class _AffinityInfo(NamedTuple):
     file: str
 
 
-def _bad(file, field: str, msg: str) -> RunDirError:
-    return RunDirError(f"{file}: {field}: {msg}")
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def read_affinity(run_dir: str | Path) -> dict | None:
     """RUN/affinity.json as a dict, None when the run has none (RunDirError when it is not
     a JSON object)."""
@@ -65,90 +58,17 @@ def read_affinity(run_dir: str | Path) -> dict | None:
     return load_affinity(path)
 
 
-def load_affinity(path: str | Path) -> dict:
-    """An affinity file's JSON object (RunDirError naming the file when it is not one)."""
-    import json
-
-    path = Path(path)
-    try:
-        aff = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise RunDirError(f"{path}: cannot read the affinity file ({e.strerror or e})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RunDirError(f"{path}: not a JSON affinity file ({e})") from None
-    if not isinstance(aff, dict):
-        raise RunDirError(f"{path}: not a JSON affinity file (expected an object)")
-    return aff
-
-
 def get_affinity_info(aff: dict, file: str | Path = AFFINITY_FILE, task_names: dict[str, str] | None = None,
                       suite_tasks: list[str] | None = None) -> _AffinityInfo:
-    """The validated affinity: `tasks` distinct non-empty strings (at least two; the same
-    set as `suite_tasks`, the run's task idents, when given), `matrix` a square
-    len(tasks) x len(tasks) list of finite numbers, `groups` (optional) lists of those
-    tasks; `measurements` / `every` / `steps` non-negative integers and `lr` a finite
-    number when present. A bad value raises RunDirError "FILE: FIELD: what is wrong"."""
-    if not isinstance(aff, dict):
-        raise RunDirError(f"{file}: not an affinity object (expected a JSON object)")
-    tasks = aff.get("tasks")
-    if not isinstance(tasks, list) or not all(isinstance(t, str) and t for t in tasks):
-        raise _bad(file, "tasks", "must be a list of task names (non-empty strings)")
-    if len(tasks) < 2:
-        raise _bad(file, "tasks", f"affinity needs at least two tasks (got {len(tasks)})")
-    dup = next((t for i, t in enumerate(tasks) if t in tasks[:i]), None)
-    if dup is not None:
-        raise _bad(file, "tasks", f"task {dup!r} is listed twice")
-    if suite_tasks is not None and set(tasks) != set(suite_tasks):
-        raise _bad(file, "tasks", f"{', '.join(tasks)} do not match the run's tasks ({', '.join(suite_tasks)})")
-    k = len(tasks)
-    m = aff.get("matrix")
-    if not isinstance(m, list) or len(m) != k:
-        got = f"{len(m)} rows" if isinstance(m, list) else type(m).__name__
-        raise _bad(file, "matrix", f"must be a {k} x {k} list of rows, one per task (got {got})")
-    matrix = []
-    for i, row in enumerate(m):
-        if not isinstance(row, list) or len(row) != k:
-            got = f"{len(row)} values" if isinstance(row, list) else type(row).__name__
-            raise _bad(file, f"matrix[{i}]",
-                       f"must be a row of {k} numbers, one per task (got {got}): the matrix must be square")
-        for j, v in enumerate(row):
-            if not _number(v):
-                raise _bad(file, f"matrix[{i}][{j}]", f"must be a finite number (got {v!r})")
-        matrix.append([float(v) for v in row])
-    ints = {}
-    for key in ("measurements", "every", "steps"):
-        v = aff.get(key)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
-            raise _bad(file, key, f"must be a non-negative integer (got {v!r})")
-        ints[key] = v
-    lr = aff.get("lr")
-    if lr is not None and not _number(lr):
-        raise _bad(file, "lr", f"must be a finite number (got {lr!r})")
-    method = aff.get("method", "")
-    if not isinstance(method, str):
-        raise _bad(file, "method", f"must be a string (got {method!r})")
-    suite = aff.get("suite", "")
-    if not isinstance(suite, str):
-        raise _bad(file, "suite", f"must be a string (got {suite!r})")
-    groups = aff.get("groups") or []
-    if not isinstance(groups, list):
-        raise _bad(file, "groups", "must be a list of groups (lists of task names)")
-    seen: set[str] = set()
-    for gi, grp in enumerate(groups):
-        if not isinstance(grp, list) or not grp:
-            raise _bad(file, f"groups[{gi}]", "must be a non-empty list of task names")
-        for t in grp:
-            if t not in tasks:
-                raise _bad(file, f"groups[{gi}]", f"{t!r} is not one of the tasks ({', '.join(tasks)})")
-            if t in seen:
-                raise _bad(file, f"groups[{gi}]", f"task {t!r} is in two groups")
-            seen.add(t)
+    """The validated affinity (`nasmt.run.affinity.check_affinity`: RunDirError "FILE: FIELD:
+    what is wrong") with display labels: the run's task names where known, else the idents."""
+    a = check_affinity(aff, file, suite_tasks)
     names = task_names or {}
-    labels = [str(names.get(t, t)) for t in tasks]
-    if len(set(labels)) < k:  # two tasks shown alike: fall back to the idents (unique)
-        labels = list(tasks)
-    return _AffinityInfo(suite, list(tasks), labels, matrix, ints["measurements"], ints["every"], ints["steps"],
-                         None if lr is None else float(lr), method, [list(g) for g in groups], str(file))
+    labels = [str(names.get(t, t)) for t in a.tasks]
+    if len(set(labels)) < len(a.tasks):  # two tasks shown alike: fall back to the idents (unique)
+        labels = list(a.tasks)
+    return _AffinityInfo(a.suite, a.tasks, labels, a.matrix, a.measurements, a.every, a.steps, a.lr, a.method,
+                         a.groups, str(file))
 
 
 def affinity_note(info: _AffinityInfo) -> str:

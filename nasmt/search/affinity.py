@@ -1,10 +1,11 @@
 """Task affinity in a search: `nasmt affinity` (measure it on a suite) and `--affinity DIR`
 (use it as the prior of the group and tap decisions).
 
-Measuring (Fifty et al. 2021, "Efficiently Identifying Task Groupings via Meta-Learned
-Inter-Task Affinity"): a short training run of a fixed hard-shared probe network (every
-task taps the last of two shared stages) records the lookahead affinity of every task
-onto every other (`nasmt.train.affinity`); the result is `affinity.json` plus a heatmap.
+Measuring (Fifty et al. 2021, "Efficiently Identifying Task Groupings for Multi-Task
+Learning"): a short training run of a fixed hard-shared probe network (every task taps
+the last of two shared stages) records the lookahead affinity (an SGD step of
+LOOKAHEAD_LR) of every task onto every other (`nasmt.train.affinity`); the result is
+`affinity.json` (the CLI adds the heatmap page, `affinity.html`).
 
 Using it: the tasks are partitioned into at most as many groups as the grammar's
 join(group=...) names, maximizing the within-group affinity (TAG's selection), and the
@@ -16,13 +17,13 @@ them; nothing else about the search changes.
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 from nasmt.errors import UserError
 from nasmt.run import AFFINITY_FILE
+from nasmt.run.affinity import Affinity, check_affinity, load_affinity
 from nasmt.space.derive import derive, group_labels
+from nasmt.space.nodes import Op
 from nasmt.space.spec import ArchSpec, BranchSpec, OpSpec, StageSpec
 
 PROBE_WIDTH = {"vector": (128, 128), "image": (16, 32)}  # the probe's two shared stages
@@ -88,24 +89,16 @@ def measure(suite_file: str, out: Path, epochs: float = 2.0, steps: int | None =
     return aff
 
 
-def read_affinity(folder: str | Path, suite) -> dict:
-    """The affinity.json in `folder`, checked against `suite` (one line naming the problem)."""
+def read_affinity(folder: str | Path, suite) -> Affinity:
+    """The affinity.json in `folder`, validated (`nasmt.run.affinity`) and checked against
+    `suite` (one line naming the problem)."""
     f = Path(folder) / AFFINITY_FILE
     if not f.is_file():
         raise UserError(f"--affinity {folder}: no {AFFINITY_FILE} there (write one with `nasmt affinity`)")
-    try:
-        aff = json.loads(f.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{f}: not valid JSON ({e})") from None
+    aff = check_affinity(load_affinity(f), f)
     tasks = [t.ident for t in suite.tasks]
-    if not isinstance(aff, dict) or sorted(aff.get("tasks") or []) != sorted(tasks):
-        raise UserError(f"{f}: tasks: measured for {aff.get('tasks') if isinstance(aff, dict) else '?'}, "
-                        f"but the suite has {tasks}")
-    m = aff.get("matrix")
-    k = len(tasks)
-    if not (isinstance(m, list) and len(m) == k and all(isinstance(r, list) and len(r) == k for r in m)
-            and all(isinstance(v, (int, float)) and math.isfinite(v) for r in m for v in r)):
-        raise UserError(f"{f}: matrix: must be a {k}x{k} list of finite numbers")
+    if sorted(aff.tasks) != sorted(tasks):
+        raise UserError(f"{f}: tasks: measured for {aff.tasks}, but the suite has {tasks}")
     return aff
 
 
@@ -133,20 +126,22 @@ class _Prior:
         return self.trial.suggest_float(name, low, high)
 
 
-def _alt_answer(rule, label: str):
-    """The decision value that makes rule `rule` choose the alternative labelled `label`."""
-    if not rule.weighted:
-        return label
-    w = [a.weight if a.weight is not None else 1.0 for a in rule.alts]
-    i = next(j for j, a in enumerate(rule.alts) if a.label == label)
-    return (sum(w[:i]) + w[i] / 2) / sum(w)  # the middle of its slice of [0, 1)
-
-
 def _alt_with(rule, op: str) -> str | None:
+    """The label of the first alternative of `rule` holding op `op` directly."""
     for a in rule.alts:
-        if any(getattr(it.atom, "name", None) == op and hasattr(it.atom, "params") for it in a.items):
+        if any(isinstance(it.atom, Op) and it.atom.name == op for it in a.items):
             return a.label
     return None
+
+
+def check_prior(folder, grammar, suite) -> tuple[list[str], Affinity]:
+    """(the grammar's group labels, the validated affinity) for `--affinity folder`; one
+    line when the grammar has no groups or the file does not fit the suite."""
+    labels = group_labels(grammar)
+    if not labels:
+        raise UserError(f"--affinity: the grammar {grammar.file} has no task groups to set "
+                        "(add a 'group' rule and join(group=...) to 'branch', as in search_spaces/mtl.grammar)")
+    return labels, read_affinity(folder, suite)
 
 
 def affinity_genomes(folder, grammar, suite, data, n_trials: int, seed: int) -> tuple[list[dict], list[list[str]]]:
@@ -155,12 +150,8 @@ def affinity_genomes(folder, grammar, suite, data, n_trials: int, seed: int) -> 
 
     from nasmt.train.affinity import suggest_groups
 
-    labels = group_labels(grammar)
-    if not labels:
-        raise UserError(f"--affinity: the grammar {grammar.file} has no task groups to set "
-                        "(add a 'group' rule and join(group=...) to 'branch', as in search_spaces/mtl.grammar)")
-    aff = read_affinity(folder, suite)
-    parts = suggest_groups(aff["tasks"], aff["matrix"], max_groups=len(labels))
+    labels, aff = check_prior(folder, grammar, suite)
+    parts = suggest_groups(aff.tasks, aff.matrix, max_groups=len(labels))
     branch = grammar.rules["branch"]
     join_alt, tap_alt = _alt_with(branch, "join"), _alt_with(branch, "tap")
     fixed: dict = {}
@@ -171,12 +162,12 @@ def affinity_genomes(folder, grammar, suite, data, n_trials: int, seed: int) -> 
             if len(p) > 1:
                 label = labels[shared.index(p) % len(labels)]
                 if len(branch.alts) > 1:
-                    fixed[f"branch.{t}.alt"] = _alt_answer(branch, join_alt)
+                    fixed[f"branch.{t}.alt"] = branch.answer(join_alt)
                 fixed[f"branch.{t}.group"] = label if not label.isdigit() else int(label)
             else:
                 alone.add(t)
                 if len(branch.alts) > 1:
-                    fixed[f"branch.{t}.alt"] = _alt_answer(branch, tap_alt)
+                    fixed[f"branch.{t}.alt"] = branch.answer(tap_alt)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     genomes = []

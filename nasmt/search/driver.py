@@ -56,9 +56,9 @@ def prepare(cfg: SearchConfig):
 
         enqueued_genomes(cfg.enqueue, grammar, suite, data)  # one line naming the file if one does not fit
     if cfg.affinity:
-        from nasmt.search.affinity import affinity_genomes
+        from nasmt.search.affinity import check_prior
 
-        affinity_genomes(cfg.affinity, grammar, suite, data, cfg.trials, cfg.seed)  # one line if it does not fit
+        check_prior(cfg.affinity, grammar, suite)  # one line if it does not fit
     for r in cfg.warm_start:
         from nasmt.run import load_run
 

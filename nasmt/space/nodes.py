@@ -77,8 +77,21 @@ class Rule:
         """The alternative a weighted rule's float decision `u` in [0, 1) selects: `u`
         mapped through the cumulative weights (so uniform samplers honour the PCFG).
         The one definition of this mapping; derivation and the report both use it."""
-        cum = list(accumulate(a.weight if a.weight is not None else 1.0 for a in self.alts))
+        cum = list(accumulate(self._weights()))
         return self.alts[min(bisect.bisect_right(cum, u * cum[-1]), len(self.alts) - 1)]
+
+    def answer(self, label: str):
+        """The value of this rule's `.alt` decision that chooses the alternative `label`:
+        the label itself, or for a weighted rule the middle of its slice of [0, 1) (`pick`
+        inverted)."""
+        if not self.weighted:
+            return label
+        w = self._weights()
+        i = next(j for j, a in enumerate(self.alts) if a.label == label)
+        return (sum(w[:i]) + w[i] / 2) / sum(w)
+
+    def _weights(self) -> list[float]:
+        return [a.weight if a.weight is not None else 1.0 for a in self.alts]
 
 
 @dataclass(frozen=True)

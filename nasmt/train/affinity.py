@@ -17,14 +17,14 @@ from dataclasses import replace
 
 import torch
 
-from nasmt.train.balance import Balancer
+from nasmt.train.balance import Equal
 from nasmt.train.loop import TrainConfig, plan_steps, train
 
 METHOD = "lookahead (Fifty et al. 2021)"
 EXHAUSTIVE_MAX_TASKS = 8  # exhaustive search over set partitions up to this many tasks (Bell(8) = 4140)
 
 
-class AffinityProbe(Balancer):
+class AffinityProbe(Equal):
     """Equal weighting (the plain sum of the losses), plus every `every` steps
     (step % every == 0) the lookahead inter-task affinity of Fifty et al. 2021 on the batch:
     Z[i][j] = 1 - L_j(theta - lr grad_shared L_i) / L_j(theta), the lookahead an SGD step of
@@ -49,11 +49,7 @@ class AffinityProbe(Balancer):
     def backward(self, losses, step, relosses):
         if step % self.every == 0:
             self._measure(losses, relosses)
-        total = 0.0
-        for l in losses.values():
-            total = total + l
-        total.backward()
-        return total.detach()
+        return super().backward(losses, step, relosses)
 
     def _measure(self, losses, relosses) -> None:
         lr = self.lookahead_lr if self.lookahead_lr is not None else float(self.optimizer.param_groups[0]["lr"])

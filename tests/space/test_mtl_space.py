@@ -167,3 +167,12 @@ def test_latency_table_keys_a_mixture_by_its_reader_count():
 
     assert mixture_key(spec("ab")) != mixture_key(spec("abc"))
     assert mixture_key(spec("ab")) == mixture_key(spec("xy"))
+
+
+def test_rule_answer_inverts_pick():
+    """The value `Rule.answer` gives for an alternative is one `Rule.pick` maps back to it."""
+    g = load_grammar(ROOT / "search_spaces" / "mtl.grammar")
+    for rule in g.rules.values():
+        for alt in rule.alts:
+            v = rule.answer(alt.label)
+            assert (rule.pick(v) if rule.weighted else next(a for a in rule.alts if a.label == v)) is alt
