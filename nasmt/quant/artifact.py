@@ -61,13 +61,29 @@ def torch_to_onnx(module: nn.Module, example_x: torch.Tensor, path: Path, output
                   dynamic_batch: bool = True) -> None:
     """Export `module` (called on `example_x`, input named "x") to ONNX at `path`: the
     TorchScript exporter, opset TORCH_OPSET, constants folded; with `dynamic_batch` the
-    first axis of the input and every output is the symbolic "batch"."""
+    first axis of the input and every output is the symbolic "batch".
+
+    Every parameter keeps its own initializer: by default the exporter merges initializers
+    with equal values (`_jit_pass_onnx_deduplicate_initializers`; e.g. the zero biases of
+    freshly initialised BatchNorms of one width), so the file would store less than
+    `size_bytes` counts and a merged int8 layer's bias would escape quantization. The one
+    switch that skips that pass, keep_initializers_as_inputs=True, also lists every
+    initializer as a graph input (overridable, so ORT would not constant-fold or fuse
+    them); those inputs are removed again here, leaving only "x"."""
+    import onnx
+
     axes = {k: {0: "batch"} for k in ("x", *output_names)} if dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
         torch.onnx.export(module, (example_x,), str(path), dynamo=False, opset_version=TORCH_OPSET,
                           input_names=["x"], output_names=list(output_names), dynamic_axes=axes,
-                          do_constant_folding=True)
+                          do_constant_folding=True, keep_initializers_as_inputs=True)
+    model = onnx.load(str(path))
+    inits = {t.name for t in model.graph.initializer}
+    keep = [i for i in model.graph.input if i.name not in inits]
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+    onnx.save(model, str(path))
 
 
 def _fold(root: nn.Module, layers: list[QLayer]) -> dict:
