@@ -3,10 +3,9 @@ card: per task, does a network beat the reference on the task's metric?"""
 
 from __future__ import annotations
 
-import math
-
 from nasmt.data.suite import HIGHER_IS_BETTER, TaskSuite
 from nasmt.run import objective_label
+from nasmt.run.values import finite_or_none
 
 
 def beats(metric: str, mine: float | None, theirs: float | None) -> bool:
@@ -27,13 +26,9 @@ def versus(mine: dict, theirs: dict, suite: TaskSuite) -> tuple[list[str], list[
     wins, losses = [], []
     for t in suite.tasks:
         key = f"{t.ident}.{t.metric}"
-        a, b = _finite(mine.get(key)), _finite(theirs.get(key))
+        a, b = finite_or_none(mine.get(key)), finite_or_none(theirs.get(key))
         (wins if beats(t.metric, a, b) else losses).append(f"{objective_label(key, names)} {_num(a)} vs {_num(b)}")
     return wins, losses
-
-
-def _finite(v) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
 def _join(parts: list[str]) -> str:

@@ -9,13 +9,13 @@ keys on the test split.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from nasmt.data.suite import HIGHER_IS_BETTER, TaskSuite
 from nasmt.errors import RunDirError
 from nasmt.run import read_jsonl, write_jsonl
+from nasmt.run.values import is_finite_number
 
 BASELINES_FILE = "baselines.jsonl"  # in the output directory (a run directory when `search --baselines` wrote it)
 SINGLE_TASK = "single-task"  # the reference Δm is measured against
@@ -42,7 +42,7 @@ class BaselineRecord:
     def value(self, name: str, split: str = "val") -> float | None:
         """A finite metric (validation or test), else None (as `TrialRecord.value`)."""
         v = (self.metrics if split == "val" else self.test_metrics).get(name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if not is_finite_number(v):
             return None
         return v
 
@@ -85,7 +85,7 @@ def delta_m(metrics: dict, reference: dict, suite: TaskSuite) -> float | None:
     for t in suite.tasks:
         key = f"{t.ident}.{t.metric}"
         m, r = metrics.get(key), reference.get(key)
-        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (m, r)) or r == 0:
+        if not all(is_finite_number(v) for v in (m, r)) or r == 0:
             return None
         sign = 1.0 if HIGHER_IS_BETTER[t.metric] else -1.0
         total += sign * (m - r) / r

@@ -10,12 +10,12 @@ Row i is the task whose gradient step is taken, column j the task it helps
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import NamedTuple
 
 from nasmt.errors import RunDirError
 from nasmt.run.files import AFFINITY_FILE
+from nasmt.run.values import is_finite_number
 
 
 class Affinity(NamedTuple):
@@ -34,10 +34,6 @@ class Affinity(NamedTuple):
 
 def _bad(file, field: str, msg: str) -> RunDirError:
     return RunDirError(f"{file}: {field}: {msg}")
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def load_affinity(path: str | Path) -> dict:
@@ -86,7 +82,7 @@ def check_affinity(aff: dict, file: str | Path = AFFINITY_FILE, suite_tasks: lis
             raise _bad(file, f"matrix[{i}]",
                        f"must be a row of {k} numbers, one per task (got {got}): the matrix must be square")
         for j, v in enumerate(row):
-            if not _number(v):
+            if not is_finite_number(v):
                 raise _bad(file, f"matrix[{i}][{j}]", f"must be a finite number (got {v!r})")
         matrix.append([float(v) for v in row])
     ints = {}
@@ -96,7 +92,7 @@ def check_affinity(aff: dict, file: str | Path = AFFINITY_FILE, suite_tasks: lis
             raise _bad(file, key, f"must be a non-negative integer (got {v!r})")
         ints[key] = v
     lr = aff.get("lr")
-    if lr is not None and not _number(lr):
+    if lr is not None and not is_finite_number(lr):
         raise _bad(file, "lr", f"must be a finite number (got {lr!r})")
     method = aff.get("method", "")
     if not isinstance(method, str):

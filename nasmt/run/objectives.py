@@ -5,12 +5,12 @@ from the suite. One definition, used by search, report and export alike."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from nasmt.errors import UserError
+from nasmt.run.values import is_finite_number
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,6 @@ def objective_matrix(trials, objectives: list[Objective]) -> np.ndarray:
         met = t.metrics
         for j, o in enumerate(objectives):
             v = met.get(o.name)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            if is_finite_number(v):
                 m[i, j] = o.sign * v
     return m

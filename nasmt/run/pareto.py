@@ -17,25 +17,31 @@ from nasmt.run.record import TrialRecord, front_candidates
 HV_REFERENCE = 1.1
 
 
-def pareto_mask(points: np.ndarray) -> np.ndarray:
-    """Non-dominated rows of a (n, k) minimization matrix (rows with NaN never are).
+def _finite_rows(P: np.ndarray) -> np.ndarray:
+    """Rows with every value finite (NaN or +-inf anywhere: not comparable)."""
+    return np.isfinite(P).all(axis=1) if len(P) else np.zeros(0, bool)
 
-    Two objectives: sort + sweep, O(n log n). More: pairwise, vectorized per row.
-    Duplicate points are all kept.
+
+def pareto_mask(points: np.ndarray) -> np.ndarray:
+    """Non-dominated rows of a (n, k) minimization matrix; a row with a non-finite value
+    (NaN, +-inf) never is. Duplicate points are all kept.
+
+    Two objectives: sort + sweep, O(n log n). More: rows in lexicographic order, each
+    compared with the front found so far only (a row can only be dominated by a row
+    that sorts before it), O(n * front size) instead of all pairs.
     """
     pts = np.asarray(points, dtype=float)
     n = len(pts)
     mask = np.zeros(n, dtype=bool)
-    ok = ~np.isnan(pts).any(axis=1) if n else np.zeros(0, bool)
-    idx = np.flatnonzero(ok)
+    idx = np.flatnonzero(_finite_rows(pts))
     if len(idx) == 0:
         return mask
     P = pts[idx]
     if P.shape[1] == 1:
         mask[idx[P[:, 0] == P[:, 0].min()]] = True
         return mask
+    order = np.lexsort(P.T[::-1])  # by the first objective, then the second, ...
     if P.shape[1] == 2:
-        order = np.lexsort((P[:, 1], P[:, 0]))  # by x, then y
         best_y = math.inf
         prev = None
         for o in order:
@@ -47,28 +53,39 @@ def pareto_mask(points: np.ndarray) -> np.ndarray:
             elif prev is not None and x == prev[0] and y == prev[1]:
                 mask[idx[o]] = True  # exact duplicate of a front point
         return mask
-    for i in range(len(P)):
-        dom = np.all(P <= P[i], axis=1) & np.any(P < P[i], axis=1)
-        mask[idx[i]] = not dom.any()
+    front = np.empty((0, P.shape[1]))
+    for o in order:
+        p = P[o]
+        if len(front) and np.any(np.all(front <= p, axis=1) & np.any(front < p, axis=1)):
+            continue
+        front = np.vstack([front, p[None, :]])
+        mask[idx[o]] = True
     return mask
 
 
 def nondominated_ranks(P: np.ndarray) -> np.ndarray:
     """Front index (0 = non-dominated) of each row of a minimization matrix (NSGA-II's
-    non-dominated sort, by peeling fronts)."""
+    non-dominated sort, by peeling fronts). Rows with a non-finite value rank last, all
+    in the one rank after the finite rows' last front."""
+    P = np.asarray(P, dtype=float)
     rank = np.full(len(P), -1)
-    left = np.arange(len(P))
+    left = np.flatnonzero(_finite_rows(P))
     r = 0
     while len(left):
         m = pareto_mask(P[left])
         rank[left[m]] = r
         left = left[~m]
         r += 1
+    rank[rank < 0] = r
     return rank
 
 
 def crowding(P: np.ndarray) -> np.ndarray:
-    """NSGA-II crowding distance of each row of one front (boundary points: infinite)."""
+    """NSGA-II crowding distance of each row of one front (boundary points: infinite).
+    Refuses a non-finite value (rank such rows apart first: `nondominated_ranks`)."""
+    P = np.asarray(P, dtype=float)
+    if not np.isfinite(P).all():
+        raise ValueError("crowding: the front holds a non-finite value (NaN or inf); such rows have no distance")
     n, k = P.shape
     d = np.zeros(n)
     if n <= 2:
@@ -97,9 +114,10 @@ def front_numbers(trials: list[TrialRecord], objectives: list[Objective]) -> set
 
 
 def hypervolume_2d(points: np.ndarray, ref: np.ndarray) -> float:
-    """Dominated area of minimization points (n, 2) w.r.t. reference point `ref`."""
+    """Dominated area of minimization points (n, 2) w.r.t. reference point `ref` (rows
+    with a non-finite value are ignored)."""
     P = np.asarray(points, float)
-    P = P[np.all(P < ref, axis=1)] if len(P) else P
+    P = P[_finite_rows(P) & np.all(P < ref, axis=1)] if len(P) else P
     if len(P) == 0:
         return 0.0
     P = P[pareto_mask(P)]
@@ -112,8 +130,11 @@ def hypervolume_2d(points: np.ndarray, ref: np.ndarray) -> float:
 
 
 def knee_point(front: list[TrialRecord], objectives: list[Objective]) -> TrialRecord:
-    """The front point closest to the ideal point after min-max normalization."""
+    """The front point closest to the ideal point after min-max normalization (refuses
+    a point without a finite value for every objective)."""
     M = objective_matrix(front, objectives)
+    if not len(M) or not np.isfinite(M).all():
+        raise ValueError("knee_point: needs a non-empty front with a finite value for every objective")
     lo, hi = M.min(axis=0), M.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
     d = np.linalg.norm((M - lo) / span, axis=1)
@@ -123,7 +144,7 @@ def knee_point(front: list[TrialRecord], objectives: list[Objective]) -> TrialRe
 def normalize(M: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | None = None):
     """Min-max normalize the columns of M (over its finite rows unless lo/hi are given);
     returns (normalized, lo, hi)."""
-    ok = M[~np.isnan(M).any(axis=1)] if len(M) else M
+    ok = M[_finite_rows(M)] if len(M) else M
     k = M.shape[1]
     if lo is None or hi is None:
         lo, hi = (ok.min(axis=0), ok.max(axis=0)) if len(ok) else (np.zeros(k), np.ones(k))
@@ -141,7 +162,7 @@ def hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
     ref = np.asarray(ref, float)
     if P.ndim != 2 or P.shape[1] != len(ref):
         raise ValueError(f"points must be (n, {len(ref)}), got {P.shape}")
-    P = P[~np.isnan(P).any(axis=1)]
+    P = P[_finite_rows(P)]
     P = P[np.all(P < ref, axis=1)]
     if len(P) == 0:
         return 0.0
@@ -166,7 +187,8 @@ def hypervolume_history(points: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
     Incremental: only a point that no front point weakly dominates changes the front,
     and only then is the (small) front's hypervolume recomputed. NaN rows and rows not
-    strictly better than `ref` in every objective leave the value unchanged.
+    strictly better than `ref` in every objective leave the value unchanged, and so do
+    rows with a non-finite value.
     """
     P = np.asarray(points, float)
     ref = np.asarray(ref, float)
@@ -174,7 +196,7 @@ def hypervolume_history(points: np.ndarray, ref: np.ndarray) -> np.ndarray:
     front = np.zeros((0, len(ref)))
     hv = 0.0
     for i, p in enumerate(P):
-        if not (np.isnan(p).any() or np.any(p >= ref)):
+        if np.isfinite(p).all() and np.all(p < ref):
             if not (len(front) and np.any(np.all(front <= p, axis=1))):
                 keep = ~np.all(p <= front, axis=1) if len(front) else np.zeros(0, bool)
                 front = np.vstack([front[keep], p[None, :]])
@@ -190,7 +212,7 @@ def pareto_mask_naive(points: np.ndarray) -> np.ndarray:
     P = np.asarray(points, float)
     n = len(P)
     mask = np.zeros(n, dtype=bool)
-    ok = ~np.isnan(P).any(axis=1) if n else np.zeros(0, bool)
+    ok = _finite_rows(P)
     Q = P[ok]
     for i in np.flatnonzero(ok):
         dom = np.all(Q <= P[i], axis=1) & np.any(Q < P[i], axis=1)

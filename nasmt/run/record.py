@@ -15,13 +15,13 @@ If an older file holds several lines for one number, the last one wins.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 
 from nasmt.errors import RunDirError
 from nasmt.run.files import TRIALS_FILE, append_jsonl, read_jsonl, write_jsonl
+from nasmt.run.values import is_finite_number
 
 
 class TrialStatus(str, Enum):
@@ -94,7 +94,7 @@ class TrialRecord:
     def value(self, name: str) -> float | None:
         """A finite numeric metric, else None."""
         v = self.metrics.get(name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if not is_finite_number(v):
             return None
         return v
 

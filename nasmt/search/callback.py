@@ -3,11 +3,10 @@ one record in trials.jsonl and prints a progress line."""
 
 from __future__ import annotations
 
-import math
-import os
-import re
 from dataclasses import replace
+import os
 from pathlib import Path
+import re
 
 from ray.tune import Callback
 
@@ -23,6 +22,7 @@ from nasmt.run import (
     read_json,
     trial_dir,
 )
+from nasmt.run.values import is_finite_number
 from nasmt.search.config import NUMBER_KEY
 
 ERROR_LINE_CHARS = 500  # a failure reason is one line; Ray's error file can be long
@@ -42,7 +42,7 @@ def record_of(run_dir: Path, number: int, status: TrialStatus, last_result: dict
         return TrialRecord(
             number=number, status=status, error=STOPPED_EARLY, spec=read_json(tdir / SPEC_FILE),
             metrics={k: v for k, v in (last_result or {}).items() if (k in RUNG_METRICS or _metric_key(k))
-                     and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)},
+                     and is_finite_number(v)},
             # the compute it used until it was stopped (Tune's clock of the trial)
             timings={"total_s": float(last_result.get("time_total_s", 0.0))},
         )

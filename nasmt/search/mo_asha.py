@@ -6,8 +6,10 @@ search's objectives: trials are ordered by non-dominated rank (NSGA-II's fast
 non-dominated sort), ties inside a front broken by crowding distance (boundary points
 first), as in MO-ASHA (Schmucker et al. 2021, "Multi-objective asynchronous successive
 halving"). Objectives known before training (params, FLOPs, size_bytes, predicted
-latency) are in every epoch report, so they count from the first rung; an objective not
-known yet at a rung (NaN, e.g. measured latency) is left out of that comparison.
+latency) are in every epoch report, so they count from the first rung; an objective no
+trial at a rung knows yet (NaN in every report, e.g. measured latency) is left out of
+that comparison. A non-finite value of an objective the others do report (a diverged
+regression trial's NaN MAE) ranks worst on that objective: it never erases the objective.
 
 `rung_keeps` is the decision, a pure function; `MOASHAScheduler` is the Tune scheduler
 that feeds it. A stopped trial is recorded `stopped` with its last rung's metrics and
@@ -22,6 +24,7 @@ import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from nasmt.run.pareto import crowding, nondominated_ranks
+from nasmt.run.values import is_finite_number
 
 
 def rung_keeps(candidate: np.ndarray, others: np.ndarray, reduction_factor: float) -> bool:
@@ -29,10 +32,9 @@ def rung_keeps(candidate: np.ndarray, others: np.ndarray, reduction_factor: floa
     goes on, given the vectors of the trials that reached the rung before it: it must
     be among the first ceil(n / rf) of all n in (rank, -crowding) order."""
     P = np.vstack([others.reshape(-1, len(candidate)), candidate[None, :]]) if len(others) else candidate[None, :]
-    ok = ~np.isnan(P).any(axis=0)  # objectives every trial at this rung has
-    if not ok.any():
+    P = worst_where_non_finite(P[:, np.isfinite(P).any(axis=0)])  # drop objectives no trial knows yet
+    if not P.shape[1]:
         return True
-    P = P[:, ok]
     rank = nondominated_ranks(P)
     crowd = np.zeros(len(P))
     for r in np.unique(rank):
@@ -42,6 +44,20 @@ def rung_keeps(candidate: np.ndarray, others: np.ndarray, reduction_factor: floa
     order = sorted(range(len(P)), key=lambda i: (rank[i], -crowd[i], i == len(P) - 1))
     keep = math.ceil(len(P) / reduction_factor)
     return order.index(len(P) - 1) < keep
+
+
+def worst_where_non_finite(P: np.ndarray) -> np.ndarray:
+    """A copy of the minimization matrix P where each non-finite value is replaced by a
+    value worse than every finite value of its column (the column's maximum plus its
+    span, or plus 1 when the span is 0): it ranks worst on that objective only."""
+    P = np.array(P, dtype=float)
+    for j in range(P.shape[1]):
+        bad = ~np.isfinite(P[:, j])
+        if bad.any() and not bad.all():
+            col = P[~bad, j]
+            span = col.max() - col.min()
+            P[bad, j] = col.max() + (span if span > 0 else 1.0)
+    return P
 
 
 class MOASHAScheduler(FIFOScheduler):
@@ -63,7 +79,7 @@ class MOASHAScheduler(FIFOScheduler):
         out = []
         for o in self.objectives:
             v = result.get(o.name)
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            ok = is_finite_number(v)
             out.append(o.sign * float(v) if ok else np.nan)
         return np.array(out)
 

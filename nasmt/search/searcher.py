@@ -9,10 +9,10 @@ PRUNED, never as complete. Testable without Tune: feed it suggest/complete calls
 from __future__ import annotations
 
 import json
-import math
 
 from ray.tune.search import Searcher
 
+from nasmt.run.values import is_finite_number
 from nasmt.search.config import NUMBER_KEY
 from nasmt.search.study import StudyAdapter
 
@@ -51,7 +51,7 @@ class NasmtSearcher(Searcher):
             self.adapter.tell_failed(number)
         elif not final:
             self.adapter.tell_stopped(number)
-        elif not all(_finite(result.get(o.name)) for o in self.adapter.objectives):
+        elif not all(is_finite_number(result.get(o.name)) for o in self.adapter.objectives):
             self.n_failed += 1  # cannot happen for a complete trial; never tell Optuna NaN
             self.adapter.tell_failed(number)
         else:
@@ -72,5 +72,3 @@ class NasmtSearcher(Searcher):
         pass
 
 
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

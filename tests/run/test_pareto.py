@@ -11,10 +11,12 @@ from nasmt.run import (
     Objective,
     TrialRecord,
     TrialStatus,
+    crowding,
     hypervolume,
     hypervolume_2d,
     hypervolume_history,
     knee_point,
+    nondominated_ranks,
     normalize,
     objective_matrix,
     pareto_mask,
@@ -53,7 +55,6 @@ def test_max_objectives_are_negated_and_fronts_skip_non_candidates():
             rec(4, 0.95, 5, feasible=False)]
     assert np.allclose(objective_matrix(recs[:1], objs), [[-0.9, 100]])
     assert [t.number for t in pareto_trials(recs, objs)] == [0, 1]
-    assert knee_point(pareto_trials(recs, objs), objs).number in (0, 1)
 
 
 def test_normalize_spans_zero_to_one():
@@ -104,3 +105,50 @@ def test_pareto_mask_matches_naive():
         P = np.round(rng.random((300, k)) * 20)  # many ties and duplicates
         P[10] = np.nan
         assert pareto_mask(P).tolist() == pareto_mask_naive(P).tolist()
+
+
+def test_nondominated_ranks_ranks_non_finite_rows_last():
+    # this call never returned before: a NaN row is never on a front, so peeling never ended
+    P = np.array([[1.0, 2.0], [np.nan, 1.0], [2.0, 1.0], [3.0, 3.0], [np.inf, 0.0], [0.5, -np.inf]])
+    r = nondominated_ranks(P)
+    assert r.tolist() == [0, 2, 0, 1, 2, 2]
+    assert nondominated_ranks(np.array([[np.nan, 1.0]])).tolist() == [0]
+    assert nondominated_ranks(np.zeros((0, 2))).tolist() == []
+
+
+def test_every_public_pareto_function_handles_non_finite_rows():
+    P = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [np.nan, 0.0, 0.0], [-np.inf, 5.0, 5.0], [0.5, 0.5, 0.5]])
+    assert pareto_mask(P).tolist() == [True, True, False, False, True]
+    assert (pareto_mask(P) == pareto_mask_naive(P)).all()
+    ref = np.array([2.0, 2.0, 2.0])
+    assert np.isclose(hypervolume(P, ref), hypervolume(P[[0, 1, 4]], ref))
+    assert np.isfinite(hypervolume_history(P, ref)).all()
+    assert np.isclose(hypervolume_2d(P[:, :2], ref[:2]), hypervolume_2d(P[[0, 1, 4], :2], ref[:2]))
+    with pytest.raises(ValueError, match="non-finite"):
+        crowding(P)
+    Z, lo, hi = normalize(P)
+    assert np.allclose(lo, [0.0, 0.0, 0.5]) and np.allclose(hi, [1.0, 1.0, 1.0])
+    objs = [Objective("a", "min"), Objective("b", "min")]
+    with pytest.raises(ValueError, match="finite"):
+        knee_point([TrialRecord(number=0, status=TrialStatus.COMPLETE, metrics={"a": float("nan"), "b": 1.0})], objs)
+
+
+def test_pareto_mask_beyond_two_objectives_matches_naive_on_many_points():
+    rng = np.random.default_rng(3)
+    for k in (3, 4):
+        P = rng.random((600, k))
+        P[::50, 1] = np.nan
+        P[5] = P[7]  # a duplicate
+        assert (pareto_mask(P) == pareto_mask_naive(P)).all()
+        assert (pareto_mask(np.round(P * 4)) == pareto_mask_naive(np.round(P * 4))).all()  # many ties
+
+
+def test_knee_point_is_the_point_nearest_the_ideal():
+    objs = [Objective("err", "min"), Objective("params", "min")]
+    pts = [(0.0, 100.0), (0.05, 30.0), (0.3, 20.0), (0.6, 10.0), (1.0, 0.0)]  # a bent front: knee at (0.05, 30)
+    front = [TrialRecord(number=i, status=TrialStatus.COMPLETE, metrics={"err": e, "params": p})
+             for i, (e, p) in enumerate(pts)]
+    assert knee_point(front, objs).number == 1
+    assert knee_point(front[::-1], objs).number == 1  # not a matter of order
+    front[2] = TrialRecord(number=2, status=TrialStatus.COMPLETE, metrics={"err": 0.1, "params": 15.0})
+    assert knee_point(front, objs).number == 2  # a point nearer the ideal takes over

@@ -6,7 +6,7 @@ import numpy as np
 
 from nasmt.run import Objective
 from nasmt.run import crowding, nondominated_ranks
-from nasmt.search.mo_asha import MOASHAScheduler, rung_keeps
+from nasmt.search.mo_asha import MOASHAScheduler, rung_keeps, worst_where_non_finite
 
 SEEN = np.array([[0.30, 100_000.0], [0.35, 90_000.0], [0.32, 120_000.0]])
 
@@ -36,9 +36,34 @@ def test_single_objective_is_plain_asha():
 
 
 def test_objectives_unknown_at_the_rung_are_left_out():
+    # measured latency: known to no trial before the end, so only the error decides
     seen = np.array([[0.30, np.nan], [0.35, np.nan]])
-    assert rung_keeps(np.array([0.20, 5.0]), seen, 2)
-    assert not rung_keeps(np.array([0.40, 5.0]), seen, 2)
+    assert rung_keeps(np.array([0.20, np.nan]), seen, 2)
+    assert not rung_keeps(np.array([0.40, np.nan]), seen, 2)
+
+
+def test_a_non_finite_value_ranks_worst_on_its_objective_and_does_not_erase_it():
+    clean = np.array([[0.10, 1000.0], [0.20, 2000.0], [0.30, 3000.0]])
+    assert not rung_keeps(np.array([0.90, 1500.0]), clean, 2)
+    for bad in (np.nan, np.inf):  # a diverged trial's metric at the rung
+        seen = np.array([[0.10, 1000.0], [0.20, 2000.0], [bad, 3000.0]])
+        assert not rung_keeps(np.array([0.90, 1500.0]), seen, 2)  # still dominated by (0.10, 1000)
+        # the newcomer itself diverged: it ranks worst on the error, and params still count
+        assert not rung_keeps(np.array([bad, 1500.0]), clean, 2)
+        assert rung_keeps(np.array([bad, 10.0]), clean[:2], 2)  # far cheaper: non-dominated, 2nd of 3
+
+
+def test_worst_where_non_finite_replaces_only_the_bad_cells():
+    P = worst_where_non_finite(np.array([[0.1, 5.0], [np.nan, 3.0], [0.3, np.inf]]))
+    assert np.allclose(P, [[0.1, 5.0], [0.5, 3.0], [0.3, 7.0]])
+
+
+def test_scheduler_turns_non_finite_reports_into_worst_values():
+    s = MOASHAScheduler([Objective("mean_error", "min"), Objective("params", "min")], max_epochs=4,
+                        min_epochs=1, reduction_factor=2)
+    res = [{"epoch": 1, "mean_error": e, "params": p} for e, p in [(0.20, 2000), (0.10, 1000), (float("nan"), 3000)]]
+    assert [s.on_trial_result(None, None, r) for r in res] == ["CONTINUE", "CONTINUE", "STOP"]
+    assert s.on_trial_result(None, None, {"epoch": 1, "mean_error": 0.90, "params": 1500}) == "STOP"
 
 
 def test_crowding_breaks_ties_inside_a_front():
