@@ -25,43 +25,46 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_search_args(p: argparse.ArgumentParser, quick: bool = False):
     p.add_argument("--space", default=str(DEFAULT_SPACE) if quick else None, required=not quick,
-                   help="grammar file (search_spaces/*.grammar)")
+                   help="grammar file (search_spaces/*.grammar)" + (" (default %(default)s)" if quick else ""))
     p.add_argument("--tasks", default=str(DEFAULT_SUITE) if quick else None, required=not quick,
-                   help="task suite file (tasks/*.toml)")
-    p.add_argument("--out", required=not quick, default="runs/quickstart" if quick else None, help="run directory to create")
+                   help="task suite file (tasks/*.toml)" + (" (default %(default)s)" if quick else ""))
+    p.add_argument("--out", required=not quick, default="runs/quickstart" if quick else None, help="run directory to create" + (" (default %(default)s)" if quick else ""))
     p.add_argument("--objectives", default="mean_error,params",
                    help="comma-separated objectives, each optionally :min or :max "
-                   "(mean_error, params, flops, size_bytes, latency_ms, <task>.<metric>, <task>.error)")
-    p.add_argument("--trials", type=int, default=12 if quick else 16, help="number of complete trials wanted")
+                   "(mean_error, params, flops, size_bytes, latency_ms, predicted_latency_ms, <task>.<metric>, <task>.error; "
+                   "default %(default)s)")
+    p.add_argument("--trials", type=int, default=12 if quick else 16, help="number of complete trials wanted (default %(default)s)")
     p.add_argument("--sampler", default="random", choices=["random", "tpe", "nsga2", "evolution"],
-                   help="random (the default: nothing beat it in benchmarks/bench_efficiency.py), tpe, nsga2, evolution")
-    p.add_argument("--epochs", type=float, default=3.0 if quick else 1.0, help="training budget per trial, in epochs")
+                   help="random, tpe, nsga2, evolution (default %(default)s: nothing beat it in benchmarks/bench_efficiency.py)")
+    p.add_argument("--epochs", type=float, default=3.0 if quick else 1.0, help="training budget per trial, in epochs (default %(default)s)")
     p.add_argument("--steps", type=int, default=None, help="training budget in optimizer steps (overrides --epochs)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPU share per trial, e.g. 0.25")
+    p.add_argument("--batch-size", type=int, default=128, help="training batch size (default %(default)s)")
+    p.add_argument("--lr", type=float, default=3e-3,
+                   help="learning rate, unless the grammar's train rule sets one (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial (default %(default)s)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0,
+                   help="CPUs per trial, also its torch threads (default %(default)s)")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPU share per trial, e.g. 0.25 (default %(default)s)")
     p.add_argument("--address", default=None, help="join an existing Ray cluster (HOST:PORT) instead of starting one")
     p.add_argument("--storage", default=None, metavar="URI",
                    help="where Ray Tune keeps its own files: a path (NFS) or a pyarrow URI such as s3://bucket/prefix "
                    "(default RUN/ray; nasmt's records always go to the run directory)")
     p.add_argument("--max-concurrent", type=int, default=None, help="cap on trials running at once")
     p.add_argument("--trial-timeout", type=float, default=None, help="seconds of training after which a trial fails")
-    p.add_argument("--max-failures", type=int, default=10, help="stop the search cleanly after this many failed trials")
+    p.add_argument("--max-failures", type=int, default=10, help="stop the search cleanly after this many failed trials (default %(default)s)")
     p.add_argument("--early-stop", action="store_true", help="the same as --scheduler asha")
     p.add_argument("--scheduler", default="fifo", choices=["fifo", "asha", "mo-asha"],
                    help="fifo: full budget for every trial; asha: stop weak trials early on validation mean_error; "
-                   "mo-asha: stop early by non-dominated rank over all the objectives")
+                   "mo-asha: stop early by non-dominated rank over all the objectives (default %(default)s)")
     p.add_argument("--final-epochs", type=float, default=None,
                    help="after the search, retrain every feasible Pareto trial this many epochs (see `nasmt finalize`)")
-    p.add_argument("--min-epochs", type=int, default=1, help="first rung of asha / mo-asha (epochs)")
-    p.add_argument("--reduction-factor", type=float, default=2.0, help="asha / mo-asha: 1/rf of the trials go on at each rung")
+    p.add_argument("--min-epochs", type=int, default=1, help="first rung of asha / mo-asha, in epochs (default %(default)s)")
+    p.add_argument("--reduction-factor", type=float, default=2.0, help="asha / mo-asha: 1/rf of the trials go on at each rung (default %(default)s)")
     p.add_argument("--max-bytes", type=int, default=None, help="hard budget on the deployed size_bytes (Optuna constraint)")
     p.add_argument("--max-latency-ms", type=float, default=None,
                    help="hard budget on latency (measured if --measure-latency or a latency_ms objective, else predicted)")
-    p.add_argument("--latency-batch", type=int, default=1, help="batch size for latency measurement and prediction")
-    p.add_argument("--qat-steps", type=int, default=0, help="quantization-aware fine-tune steps for quantized policies")
+    p.add_argument("--latency-batch", type=int, default=1, help="batch size for latency measurement and prediction (default %(default)s)")
+    p.add_argument("--qat-steps", type=int, default=0, help="quantization-aware fine-tune steps for quantized policies (default %(default)s)")
     p.add_argument("--measure-latency", action="store_true", help="measure the deployable artifact's latency in every trial")
     p.add_argument("--enqueue", nargs="+", default=(), metavar="FILE",
                    help="architectures to evaluate first: an exported arch.json, a trial's spec.json or a genome JSON")
@@ -71,7 +74,7 @@ def _add_search_args(p: argparse.ArgumentParser, quick: bool = False):
                    help="a folder written by `nasmt affinity`: the first quarter of the trials follow its task "
                    "grouping (group and tap decisions); needs a grammar with task groups (search_spaces/mtl.grammar)")
     p.add_argument("--inject-fault", dest="fault", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--baselines", action="store_true",
                    help="after the search, train the standard multi-task references (nasmt baselines) into RUN")
 
@@ -258,15 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_space_parsers(sub) -> None:
     v = sub.add_parser("validate", help="check grammar files", description="Parse and validate grammar files.")
-    v.add_argument("grammars", nargs="+")
+    v.add_argument("grammars", nargs="+", help="grammar files to check")
     v.add_argument("--tasks", default=None, help="also check the grammar fits this task suite")
     v.set_defaults(fn=cmd_validate)
 
     s = sub.add_parser("sample", help="derive random architectures from a grammar")
-    s.add_argument("grammar")
-    s.add_argument("--tasks", required=True)
-    s.add_argument("-n", type=int, default=3)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("grammar", help="grammar file to derive from")
+    s.add_argument("--tasks", required=True, help="task suite file (tasks/*.toml): the tasks and input shape")
+    s.add_argument("-n", type=int, default=3, help="number of derivations (default %(default)s)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random sampler (default %(default)s)")
     s.add_argument("--json", action="store_true", help="one ArchSpec JSON per line")
     s.set_defaults(fn=cmd_sample)
 
@@ -292,23 +295,23 @@ def _add_search_parsers(sub) -> None:
                         "DIR/affinity.html. Pass DIR to `search --affinity` to seed the task grouping.")
     af.add_argument("--tasks", required=True, help="task suite file (tasks/*.toml)")
     af.add_argument("--out", required=True, metavar="DIR", help="folder to write affinity.json and affinity.html into")
-    af.add_argument("--epochs", type=float, default=2.0, help="training budget of the probe, in epochs")
+    af.add_argument("--epochs", type=float, default=2.0, help="training budget of the probe, in epochs (default %(default)s)")
     af.add_argument("--steps", type=int, default=None, help="budget in optimizer steps (overrides --epochs)")
-    af.add_argument("--every", type=int, default=5, help="measure affinity every this many steps")
-    af.add_argument("--seed", type=int, default=0)
+    af.add_argument("--every", type=int, default=5, help="measure affinity every this many steps (default %(default)s)")
+    af.add_argument("--seed", type=int, default=0, help="seed of the probe's initialization and batches (default %(default)s)")
     af.set_defaults(fn=cmd_affinity)
     f = sub.add_parser("finalize", help="retrain a run's feasible Pareto trials at the full budget",
                        description="Retrain every feasible Pareto trial of RUN from scratch for --epochs on the whole "
                        "training split; record validation and test metrics as the trial's final record.")
-    f.add_argument("run")
-    f.add_argument("--epochs", type=float, required=True)
+    f.add_argument("run", help="run directory written by `nasmt search`")
+    f.add_argument("--epochs", type=float, required=True, help="training budget of each retrained trial, in epochs")
     f.set_defaults(fn=cmd_finalize)
 
 
 def _add_run_parsers(sub) -> None:
     """The commands that read a run directory (or an export): no Ray needed."""
     r = sub.add_parser("report", help="write the self-contained HTML report of runs")
-    r.add_argument("runs", nargs="+")
+    r.add_argument("runs", nargs="+", help="run directories (several: overlaid)")
     r.add_argument("--output", "-o", default=None, help="HTML file (default RUN/report.html)")
     r.add_argument("--objectives", default=None, help="objectives to plot (default: the run's)")
     r.add_argument("--baselines", default=None, metavar="DIR",
@@ -316,14 +319,14 @@ def _add_run_parsers(sub) -> None:
     r.set_defaults(fn=cmd_report)
 
     d = sub.add_parser("dashboard", help="serve the live dashboard of runs on 127.0.0.1")
-    d.add_argument("runs", nargs="+")
-    d.add_argument("--host", default="127.0.0.1")
-    d.add_argument("--port", type=int, default=8765)
-    d.add_argument("--objectives", default=None)
+    d.add_argument("runs", nargs="+", help="run directories to show (they may still be searching)")
+    d.add_argument("--host", default="127.0.0.1", help="address to bind to (default %(default)s: this machine only)")
+    d.add_argument("--port", type=int, default=8765, help="TCP port (default %(default)s)")
+    d.add_argument("--objectives", default=None, help="objectives to plot (default: the run's)")
     d.set_defaults(fn=cmd_dashboard)
 
     e = sub.add_parser("export", help="export a trial as standalone PyTorch code + weights")
-    e.add_argument("run")
+    e.add_argument("run", help="run directory written by `nasmt search`")
     g = e.add_mutually_exclusive_group()
     g.add_argument("--trial", type=int, default=None, help="trial number")
     g.add_argument("--pick", default=None, help="knee | best:<objective> (from the Pareto set)")

@@ -23,11 +23,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory for baselines.jsonl (a run directory: its report shows them)")
     p.add_argument("--epochs", type=float, default=None, help="training budget in epochs (default: the run's, else 1)")
     p.add_argument("--steps", type=int, default=None, help="training budget in optimizer steps (overrides --epochs)")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default="cpu", help="torch device for the networks (cpu, cuda)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--batch-size", type=int, default=None, help="training batch size (default: the run's, else 128)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the run's, else 0.003)")
+    p.add_argument("--seed", type=int, default=None, help="seed of every reference (default: the run's, else 0)")
+    p.add_argument("--device", default="cpu", help="torch device for the networks: cpu, cuda (default %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but the path of baselines.jsonl")
     p.set_defaults(fn=cmd_baselines)
     return p
 
