@@ -22,8 +22,14 @@ How Optuna drives it, in call order:
   the prefix is drawn fresh (mutation) or copied from the second parent (crossover);
   any other decision is copied from the first parent. A decision the source lacks (the
   derivation changed shape) or whose value is outside the asked domain is drawn fresh.
-* `after_trial`: stores the budgets' constraint values (`constraints_func`), as Optuna's
-  own samplers do, and forgets the trial's plan.
+* `after_trial`: forgets the trial's plan.
+
+Feasibility is recomputed, never stored: `constraints_func` (nasmt's budgets,
+`nasmt.quant.constraints_func`) is a pure function of a complete trial's user attrs, so
+ranking the elite calls it on each complete trial. Nothing here reads
+`FrozenTrial.constraints` or imports a private Optuna module; the one private access left
+is `study._storage` to keep the plan in the trial's system attrs, which is how Optuna's
+own samplers keep per-trial state (no public API writes a system attr from a sampler).
 
 Every draw comes from generators seeded by `seed`: the same study history and seed give
 the same children.
@@ -31,13 +37,13 @@ the same children.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 from optuna.samplers import BaseSampler, RandomSampler
-from optuna.samplers._base import _process_constraints_after_trial
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -89,20 +95,35 @@ def fits(distribution: BaseDistribution, value) -> bool:
     return False
 
 
-def ranked(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> list[FrozenTrial]:
+ConstraintsFunc = Callable[[FrozenTrial], Sequence[float]]
+
+
+def violation(trial: FrozenTrial, constraints_func: ConstraintsFunc | None) -> float:
+    """Total constraint violation of a trial (0: feasible), recomputed with
+    `constraints_func` (Optuna's convention: a value <= 0 is satisfied); no budgets: 0.
+    A NaN value (a cost that could not be compared) counts as infinitely violated."""
+    if constraints_func is None:
+        return 0.0
+    cons = [float(c) for c in constraints_func(trial)]
+    return math.inf if any(math.isnan(c) for c in cons) else sum(max(0.0, c) for c in cons)
+
+
+def ranked(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection],
+           constraints_func: ConstraintsFunc | None = None) -> list[FrozenTrial]:
     """Complete trials best first: feasible before infeasible (infeasible by total
-    constraint violation), then by non-dominated rank, then widest crowding distance."""
+    constraint violation, recomputed with `constraints_func`), then by non-dominated rank,
+    then widest crowding distance."""
     signs = np.array([1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in directions])
     values = np.array([t.values for t in trials], dtype=float).reshape(len(trials), len(signs)) * signs
-    violation = np.array([sum(max(0.0, c) for c in t.constraints.values()) for t in trials])
+    violations = np.array([violation(t, constraints_func) for t in trials])
     rank = np.zeros(len(trials))
     crowd = np.zeros(len(trials))
-    feasible = np.flatnonzero(violation == 0)  # complete trials have no NaN values: Optuna fails those
+    feasible = np.flatnonzero(violations == 0)  # complete trials have no NaN values: Optuna fails those
     rank[feasible] = nondominated_ranks(values[feasible])
     for r in np.unique(rank[feasible]):
         front = feasible[rank[feasible] == r]
         crowd[front] = crowding(values[front])
-    order = sorted(range(len(trials)), key=lambda i: (violation[i], rank[i], -crowd[i], trials[i].number))
+    order = sorted(range(len(trials)), key=lambda i: (violations[i], rank[i], -crowd[i], trials[i].number))
     return [trials[i] for i in order]
 
 
@@ -111,7 +132,7 @@ class EvolutionSampler(BaseSampler):
     second parent; parents by binary tournament over the non-dominated-sorted elite."""
 
     def __init__(self, population_size: int = 8, p_mutation: float = 0.5, seed: int | None = None,
-                 constraints_func: Callable[[FrozenTrial], Sequence[float]] | None = None):
+                 constraints_func: ConstraintsFunc | None = None):
         if population_size < 2:
             raise ValueError(f"population_size must be at least 2 (got {population_size})")
         if not 0.0 <= p_mutation <= 1.0:
@@ -139,7 +160,8 @@ class EvolutionSampler(BaseSampler):
         if trial.system_attrs.get(FIXED_PARAMS_ATTR):  # enqueued: given decisions, any others drawn fresh
             record = {**record, "op": ENQUEUED}
         elif len(complete) >= self.population_size:
-            record, plan = self._plan(ranked(complete, study.directions)[: self.population_size], record)
+            elite = ranked(complete, study.directions, self.constraints_func)[: self.population_size]
+            record, plan = self._plan(elite, record)
         if plan is not None:
             self._plans[trial._trial_id] = plan
         # how Optuna's own samplers keep per-trial state in the study's storage
@@ -186,6 +208,4 @@ class EvolutionSampler(BaseSampler):
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
                     values: Sequence[float] | None) -> None:
         self._plans.pop(trial._trial_id, None)
-        if self.constraints_func is not None:
-            _process_constraints_after_trial(self.constraints_func, study, trial, state)
 

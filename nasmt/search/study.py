@@ -1,6 +1,7 @@
 """The Optuna side of a search, behind one small adapter: the journal-backed study, the
 sampler, define-by-run asks and the three ways a trial ends (complete, failed,
-stopped). Only public Optuna API (`create_study`, `ask`, `tell`, user attrs)."""
+stopped). Only public Optuna API (`create_study`, `set_metric_names`, `ask`, `tell`,
+user attrs)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,19 @@ def make_sampler(name: str, seed: int, trials: int, max_bytes=None, max_latency_
     raise UserError(f"--sampler: unknown sampler {name!r} (choose {', '.join(SAMPLERS)})")
 
 
+def name_metrics(study, objectives: list[Objective]) -> None:
+    """Name the study's objective dimensions after the search's objectives, so that
+    optuna-dashboard and Optuna's plots say `mean_error`, not `Objective 0`. Only a study
+    without names gets them: a resumed study keeps what its first session set."""
+    import optuna
+
+    if study.metric_names is not None:
+        return
+    with warnings.catch_warnings():  # set_metric_names is experimental since Optuna 3.2
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([o.name for o in objectives])
+
+
 class StudyAdapter:
     """Asks Optuna for genomes (define-by-run over the grammar) and tells it outcomes.
 
@@ -70,6 +84,7 @@ class StudyAdapter:
             study_name=STUDY_NAME, storage=journal_storage(run_dir), sampler=sampler, load_if_exists=True,
             directions=["minimize" if o.direction == "min" else "maximize" for o in objectives],
         )
+        name_metrics(self.study, objectives)
         self._open: dict[int, object] = {}  # number -> optuna Trial not told yet
 
     def seed(self, completed: list, genomes: list[dict]) -> None:

@@ -14,10 +14,11 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from conftest import CONV_SPACE, SMALL_SUITE, TINY_SPACE, nasmt
-from nasmt.quant import COSTS_ATTR
+from nasmt.quant import COSTS_ATTR, constraints_func
 from nasmt.run import Objective
 from nasmt.search.evolution import (CROSSOVER, ENQUEUED, MUTATION, PLAN_ATTR, RANDOM, EvolutionSampler, fits, ranked,
                                    subtrees, under)
+from nasmt.search.resume import INCOMPLETE_ATTR
 from nasmt.search.space import define_space
 from nasmt.search.study import StudyAdapter, make_sampler
 from nasmt.space.derive import replay
@@ -126,12 +127,12 @@ def test_resumed_study_keeps_evolving_from_the_journal(tmp_path):
     _check_lineage(study)
 
 
-def _trial(values, violation=None):
-    t = optuna.trial.create_trial(params={"x.y": 0.5}, distributions={"x.y": FloatDistribution(0.0, 1.0)},
-                                  values=values)
-    if violation is not None:
-        t.set_constraint("size", violation)
-    return t
+BUDGET = functools.partial(constraints_func, max_bytes=1000)  # feasibility recomputed from the costs
+
+
+def _trial(values, violation=0.0):
+    return optuna.trial.create_trial(params={"x.y": 0.5}, distributions={"x.y": FloatDistribution(0.0, 1.0)},
+                                     values=values, user_attrs={COSTS_ATTR: {"size_bytes": 1000 + violation}})
 
 
 def test_parents_are_feasible_and_non_dominated():
@@ -141,12 +142,12 @@ def test_parents_are_feasible_and_non_dominated():
     infeasible = [_trial([0.5, 10], violation=2.0), _trial([0.1, 20], violation=1.0)]
     for t in dominated + infeasible + front:
         study.add_trial(t)
-    numbers = [t.number for t in ranked(study.get_trials(deepcopy=False), study.directions)]
+    numbers = [t.number for t in ranked(study.get_trials(deepcopy=False), study.directions, BUDGET)]
     assert numbers[:3] == [4, 6, 5]  # the front, its boundary points (infinite crowding) first
     assert numbers[3:] == [0, 1, 3, 2]  # then the next fronts; infeasible last, smaller violation first
     # the elite is the front: every parent comes from it (a binary tournament never picks
     # the worst of the elite, here 5, as first parent, nor as second when only it is left)
-    study.sampler = EvolutionSampler(population_size=3, seed=0)
+    study.sampler = EvolutionSampler(population_size=3, seed=0, constraints_func=BUDGET)
     parents = set()
     for _ in range(40):
         t = study.ask()
@@ -165,10 +166,11 @@ def test_budgets_become_constraints_and_infeasible_trials_are_not_parents(tmp_pa
 
     _evolve(adapter, 16, metrics)
     trials = adapter.study.get_trials(deepcopy=False)
-    assert [list(t.constraints.values()) for t in trials[5:7]] == [[1000.0], [-500.0]]
+    cons = adapter.study.sampler.constraints_func  # recomputed from the costs, not stored
+    assert [cons(t) for t in trials[5:7]] == [[1000.0], [-500.0]]
     _check_lineage(adapter.study)
     parents = {n for t in trials for n in t.system_attrs[PLAN_ATTR]["parents"]}
-    assert parents and all(trials[n].constraints["0"] <= 0 for n in parents)
+    assert parents and all(cons(trials[n])[0] <= 0 for n in parents)
 
 
 def test_subtrees_and_fits():
@@ -184,19 +186,31 @@ def test_subtrees_and_fits():
 
 
 def test_cli_evolution_search_survives_a_kill_and_resume(tmp_path):
+    """Killed once 3 trials are recorded: wherever the driver was then (training a trial,
+    or in the middle of deriving the next one), the resumed session completes the run,
+    breeds children from the journal, and every trial the journal holds as a genome
+    replays under the grammar (a trial killed mid-derivation is closed as FAIL and marked
+    INCOMPLETE_ATTR by resume: its partial params are no genome; see test_resume)."""
     run = tmp_path / "run"
     log = tmp_path / "s1.log"
     p = start(["search", "--space", TINY_SPACE, "--tasks", SMALL_SUITE, "--trials", 5, "--steps", 5,
                 "--sampler", "evolution", "--max-concurrent", 1, "--seed", 2, "--out", run, "--quiet"], log)
-    run_until(p, run, lambda: len(complete_numbers(run)) >= 3, log)
+    run_until(p, run, lambda: len(complete_numbers(run)) >= 3, log)  # an event in the run directory, no clock
     assert p.returncode == -signal.SIGKILL
     n_before = len(journal_study(run).get_trials(deepcopy=False))
     nasmt("search", "--resume", run, "--quiet")
     trials = journal_study(run).get_trials(deepcopy=False)
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 5
-    plans = [t.system_attrs[PLAN_ATTR] for t in trials]
+    assert TrialState.RUNNING not in {t.state for t in trials}
+    plans = [t.system_attrs.get(PLAN_ATTR, {}) for t in trials]
     # the population is 4: once 4 trials are complete, the resumed session breeds children
-    assert any(p["op"] in (MUTATION, CROSSOVER) for p in plans[n_before:]), plans
+    # (--max-concurrent 1: the last trial is asked after the fourth completed)
+    assert any(p.get("op") in (MUTATION, CROSSOVER) for p in plans[n_before:]), plans
     tiny = load_grammar(TINY_SPACE)
     for t in trials:
+        if t.user_attrs.get(INCOMPLETE_ATTR):  # killed mid-derivation: closed, never a candidate
+            assert t.state == TrialState.FAIL and t.number < n_before, t
+            continue
         assert dict(replay(tiny, t.params, TASKS, SHAPE, OUTPUTS).genome) == t.params
+    for t in trials:  # parents are complete trials only: never a half-derived one
+        assert all(trials[n].state == TrialState.COMPLETE for n in t.system_attrs.get(PLAN_ATTR, {}).get("parents", []))
