@@ -24,22 +24,41 @@ from nasmt.train import TrainHook
 
 class _EpochReport(TrainHook):
     """Early stopping: report validation metrics to the scheduler after each epoch but
-    the last. Every objective is in every report (Tune checks), NaN where only known at
-    the end (ASHA reads mean_error)."""
+    the last. They are the metrics the trial will be ranked on: the network as deployed
+    (`deployed_metrics`: its quantization policy simulated, calibrated afresh at each
+    rung; only the optional QAT fine-tuning is left for the end), so a scheduler prunes
+    on the quantity the search optimizes, and a stopped trial's recorded metrics are the
+    same kind as a complete one's. Every objective is in every report (Tune checks), NaN
+    where only known at the end (measured latency)."""
 
-    def __init__(self, model, ctx: TrialContext, data, static: dict, last_epoch: int):
-        self.model, self.ctx, self.data, self.static, self.last = model, ctx, data, static, last_epoch
+    def __init__(self, model, spec, ctx: TrialContext, data, static: dict, last_epoch: int):
+        self.model, self.spec, self.ctx, self.data = model, spec, ctx, data
+        self.static, self.last = static, last_epoch
+
+    def metrics(self) -> dict:
+        rep = {**deployed_metrics(self.model, self.spec, self.ctx, self.data), **self.static}
+        rep.update({k: float("nan") for k in self.ctx.objectives if k not in rep})
+        return rep
 
     def on_epoch(self, epoch, loss):
         from ray import tune
 
-        from nasmt.train import evaluate
-
         if epoch >= self.last:
             return
-        rep = {**evaluate(self.model, self.ctx.suite, self.data, "val", self.ctx.device), **self.static}
-        rep.update({k: float("nan") for k in self.ctx.objectives if k not in rep})
-        tune.report({**rep, "epoch": epoch, "final": False})
+        tune.report({**self.metrics(), "epoch": epoch, "final": False})
+
+
+def deployed_metrics(model, spec, ctx: TrialContext, data) -> dict:
+    """Validation metrics of the network as deployed: under its quantization policy's
+    simulation (activation ranges calibrated on the fixed calibration slice), or plain
+    fp32 when the policy is fp32 throughout."""
+    from nasmt import quant as Q
+    from nasmt.train import evaluate
+
+    if Q.is_fp32(spec):
+        return evaluate(model, ctx.suite, data, "val", ctx.device)
+    with Q.simulate(model, spec, Q.calib_batch(data, ctx.device)):
+        return evaluate(model, ctx.suite, data, "val", ctx.device)
 
 
 def _json_bytes(obj) -> bytes:
@@ -111,7 +130,7 @@ def _train_and_measure(ctx: TrialContext, number: int, spec, data) -> tuple[Tria
                      device=ctx.device, time_limit_s=ctx.trial_timeout, **settings)
     static = static_costs(model, spec, c, ctx)  # once per trial: early-stop reports and the record share it
     if ctx.early_stop:
-        hooks.append(_EpochReport(model, ctx, data, static, last_epoch=math.ceil(tc.epochs)))
+        hooks.append(_EpochReport(model, spec, ctx, data, static, last_epoch=math.ceil(tc.epochs)))
     tr = train(model, ctx.suite, data, tc, hooks=hooks)
     t_eval = time.time()
     metrics = evaluate(model, ctx.suite, data, "val", ctx.device)
