@@ -45,19 +45,25 @@ def mm():
     return suite, load_data_cached(suite)
 
 
-def small_conv_net(data, seed: int = 0):
-    """A one-stage network for `data` (conv 3x3, 4 channels, stride 2; every task: global
-    pool -> its output layer), seeded: the small real model of the training-loop tests."""
-    from nasmt.model.build import build
+def small_conv_spec(data):
+    """The spec of `small_conv_net`: conv 3x3, 4 channels, stride 2; every task: global
+    pool -> its output layer; fp32 throughout."""
     from nasmt.space.spec import ArchSpec, BranchSpec, OpSpec, StageSpec
 
-    spec = ArchSpec(
+    return ArchSpec(
         space="t", input_shape=tuple(data.input_shape),
         stages=(StageSpec((OpSpec.from_json({"op": "conv", "k": 3, "c": 4, "s": 2}),)),),
         branches=tuple(BranchSpec(t, 1, (), (OpSpec("gap"),), n) for t, n in data.n_outputs.items()),
     )
+
+
+def small_conv_net(data, seed: int = 0):
+    """A one-stage network for `data` (`small_conv_spec`), seeded: the small real model
+    of the training-loop tests."""
+    from nasmt.model.build import build
+
     torch.manual_seed(seed)
-    return build(spec)
+    return build(small_conv_spec(data))
 
 
 @pytest.fixture(scope="session")
