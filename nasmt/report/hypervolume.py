@@ -31,7 +31,11 @@ class _HypervolumeInfo(NamedTuple):
 
 
 def get_hypervolume_info(ctx: ReportContext) -> _HypervolumeInfo:
-    """Hypervolume after every trial (in finishing order = trial number), per run.
+    """Hypervolume after every trial, per run, in trial-number order: the order the
+    sampler proposed the trials (Optuna's number, given when a trial starts), which is
+    not the order they finished when trials run concurrently. Each trial stands at its
+    drawn metrics (`load.drawn_metrics`: a finalized trial at its full-budget ones, as on
+    every view), so the curve ends at the hypervolume of the front the Pareto view draws.
 
     Objectives are min-max normalized over the front candidates of all runs together
     (so runs compare), the reference point is `HV_REFERENCE` in each objective; the

@@ -5,11 +5,18 @@ page and shared by every view).
 
 References (`nasmt.baselines`: RUN/baselines.jsonl, or `--baselines DIR` for the first
 run) are never trials: they are on no front and in no hypervolume; the views draw them
-as labelled reference points and the table lists them after the trials."""
+as labelled reference points and the table lists them after the trials.
+
+One rule for a trial's numbers on the whole page (`drawn_metrics`, applied once in
+`make_context`): a trial finalized by `nasmt finalize` (or `--final-epochs`) is drawn,
+ranked and compared at its full-budget metrics, any other trial at its search-budget
+metrics. Every view reads the context's records, whose `metrics` are those drawn
+metrics; only the table also shows the search-budget values
+(`ReportContext.search_metrics`), beside the final ones."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nasmt.baselines import BaselineRecord, baselines_path, read_baselines
@@ -117,15 +124,34 @@ def merged_task_names(runs: list[RunData]) -> dict[str, str]:
     return out
 
 
+def drawn_metrics(rec: TrialRecord) -> dict:
+    """The metrics the page draws a trial at: its full-budget finish's (validation
+    metrics of the retrained network, with the same costs) where it was finalized, else
+    its search's. The one place this rule lives (see the module docstring)."""
+    return rec.best_metrics
+
+
+def as_drawn(rec: TrialRecord) -> TrialRecord:
+    """`rec` with `metrics` replaced by `drawn_metrics(rec)` (unchanged if not finalized)."""
+    return replace(rec, metrics=drawn_metrics(rec)) if rec.is_finalized else rec
+
+
 @dataclass(frozen=True)
 class ReportContext:
-    """What every view of one page reads: the runs, the objectives, and per run the
-    numbers of its Pareto-front trials (complete, within budget, non-dominated)."""
+    """What every view of one page reads: the runs (their trial records carrying the
+    drawn metrics, `drawn_metrics`), the objectives, and per run the numbers of its
+    Pareto-front trials (complete, within budget, non-dominated)."""
 
     runs: list[RunData]
     objectives: list[Objective]
     fronts: list[frozenset[int]]
     task_names: dict[str, str]
+    # per run: trial number -> search-budget metrics, for the trials drawn at other metrics
+    searched: list[dict[int, dict]] = field(default_factory=list)
+
+    def search_metrics(self, ri: int, rec: TrialRecord) -> dict:
+        """A trial's search-budget metrics (the table shows them beside the final ones)."""
+        return self.searched[ri].get(rec.number, rec.metrics) if ri < len(self.searched) else rec.metrics
 
     def label(self, name: str) -> str:
         """Human label of an objective / metric key."""
@@ -152,7 +178,9 @@ class ReportContext:
 
 
 def make_context(runs: list[RunData], objectives: list[Objective]) -> ReportContext:
-    # a finalized trial stands where its full-budget metrics put it (TrialRecord.best_metrics)
-    fronts = [frozenset(front_numbers([replace(t, metrics=t.best_metrics) for t in r.trials], objectives))
-              for r in runs]
-    return ReportContext(list(runs), list(objectives), fronts, merged_task_names(runs))
+    """The page's context: every trial record as drawn (`as_drawn`), so that every view,
+    the fronts and the knee read the same numbers for the same trial."""
+    searched = [{t.number: t.metrics for t in r.trials if t.is_finalized} for r in runs]
+    drawn = [replace(r, trials=[as_drawn(t) for t in r.trials]) for r in runs]
+    fronts = [frozenset(front_numbers(r.trials, objectives)) for r in drawn]
+    return ReportContext(drawn, list(objectives), fronts, merged_task_names(runs), searched)

@@ -74,8 +74,7 @@ def _run_points(ctx: ReportContext, ri: int, g0: int) -> _ParetoRun:
     for gi, t in enumerate(r.trials, start=g0):
         if t.status not in (TrialStatus.COMPLETE, TrialStatus.STOPPED):
             continue
-        best = t.best_metrics  # a finalized trial is drawn at its full-budget metrics
-        v = [rounded(best.get(o.name)) for o in objs]
+        v = [rounded(t.value(o.name)) for o in objs]  # the drawn metrics (load.drawn_metrics)
         if any(x is None for x in v):
             continue
         gs.append(gi)

@@ -104,8 +104,8 @@ def _color(key: str, value: str, order: list[str]) -> str:
 
 
 def get_sharing_info(ctx: ReportContext) -> _SharingInfo:
-    """Complete trials with every plotted objective (at their full-budget metrics when
-    finalized, as on the Pareto view), grouped by sharing family and by balancing method;
+    """Complete trials with every plotted objective (at their drawn metrics, as on every
+    view: `load.drawn_metrics`), grouped by sharing family and by balancing method;
     a colouring is present only if some such trial records its field."""
     objs = list(ctx.objectives[:2])
     points = []  # (g, run index, record, values)
@@ -114,8 +114,7 @@ def get_sharing_info(ctx: ReportContext) -> _SharingInfo:
         for gi, t in enumerate(r.trials, start=g0):
             if t.status != TrialStatus.COMPLETE:
                 continue
-            best = t.best_metrics
-            v = [rounded(best.get(o.name)) for o in objs]
+            v = [rounded(t.value(o.name)) for o in objs]
             if any(x is None for x in v):
                 continue
             points.append((gi, ri, t, v))

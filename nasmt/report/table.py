@@ -5,7 +5,12 @@ multi-task gain against it (validation). Runs whose trials record a sharing fami
 balancing method (`metrics.sharing`, `metrics.balance`) get a text column for each.
 
 Rows are compact arrays (one value per column); the page looks every value up by its
-column's `key`, never by position, so adding a column shifts nothing."""
+column's `key`, never by position, so adding a column shifts nothing.
+
+A finalized trial's metric columns hold its search-budget values and the `final.*`
+columns its full-budget ones, side by side; `drawn` holds, per row, the objective
+values every view draws the row at (`load.drawn_metrics`: the final ones where
+present), which the page uses for the selection ring and the "best" cards."""
 
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ class _Column(NamedTuple):
 class _TableInfo(NamedTuple):
     columns: list[_Column]
     rows: list[list]  # global row order (`ReportContext.rows`)
+    drawn: list[list]  # per row: the objective values as the views draw them (None where missing)
 
     def index(self, key: str) -> int:
         return [c.key for c in self.columns].index(key)
@@ -111,7 +117,8 @@ def get_table_info(ctx: ReportContext) -> _TableInfo:
     ]
     cells = []
     for ri, t in ctx.rows():
-        cells.append({m: rounded(t.value(m)) for m in metric_keys} | {
+        searched = ctx.search_metrics(ri, t)
+        cells.append({m: rounded(searched.get(m)) for m in metric_keys} | {
             "run": ri, "number": t.number, "status": t.status.value, "front": int(ctx.on_front(ri, t)),
             "reference": "", "delta_m": rounded(trial_delta_m(ctx, ri, t)) if has_single else None,
             "time_s": rounded(t.timings.get("total_s")),
@@ -120,9 +127,12 @@ def get_table_info(ctx: ReportContext) -> _TableInfo:
         } | {c.key: category_of(t.metrics, c.key) or "" for c in design} | _final_cells(t, final_cols))
     cells += [c | {col.key: None for col in final_cols} | {col.key: "" for col in design}
               for c in _reference_rows(ctx, metric_keys)]
-    return _TableInfo(columns, [[c[col.key] for col in columns] for c in cells])
+    drawn = [[rounded(t.value(o.name)) for o in ctx.objectives] for _, t in ctx.rows()]
+    drawn += [[rounded(b.value(o.name)) for o in ctx.objectives] for _, _, b in ctx.reference_rows()]
+    return _TableInfo(columns, [[c[col.key] for col in columns] for c in cells], drawn)
 
 
 def table_data(info: _TableInfo) -> dict:
-    """The table as the page reads it: `columns` (key, label, type, objective) and `rows`."""
-    return {"columns": [c._asdict() for c in info.columns], "rows": info.rows}
+    """The table as the page reads it: `columns` (key, label, type, objective), `rows`
+    and `drawn` (each row's objective values as the views draw them)."""
+    return {"columns": [c._asdict() for c in info.columns], "rows": info.rows, "drawn": info.drawn}

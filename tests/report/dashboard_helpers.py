@@ -4,6 +4,7 @@ page's embedded data."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import re
@@ -16,6 +17,8 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 from nasmt.report.dashboard import make_server
 from nasmt.run import RUN_FILE, TRIALS_FILE, TrialRecord, TrialStatus, append_record
@@ -62,10 +65,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_dashboard(run: Path, port: int) -> subprocess.Popen:
-    """`nasmt dashboard RUN --port PORT` in a subprocess, once it has printed its URL."""
+def start_dashboard(run: Path, port: int, host: str | None = None) -> subprocess.Popen:
+    """`nasmt dashboard RUN --port PORT [--host HOST]` in a subprocess, once it has
+    printed its URL (on HOST, default 127.0.0.1)."""
     p = subprocess.Popen(
-        [sys.executable, "-m", "nasmt.cli", "dashboard", str(run), "--port", str(port)],
+        [sys.executable, "-m", "nasmt.cli", "dashboard", str(run), "--port", str(port),
+         *(["--host", host] if host is not None else [])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )
     end = time.monotonic() + 60
@@ -73,7 +78,7 @@ def start_dashboard(run: Path, port: int) -> subprocess.Popen:
         r, _, _ = select.select([p.stdout], [], [], 0.5)
         if r:
             line = p.stdout.readline()
-            if f"http://127.0.0.1:{port}/" in line:
+            if f"http://{host or '127.0.0.1'}:{port}/" in line:
                 return p
         if p.poll() is not None:
             raise AssertionError(f"dashboard exited {p.returncode}: {p.stderr.read()}")
@@ -152,3 +157,25 @@ def table_rows(p: dict) -> list[dict]:
     """The payload's table rows as {column key: value}."""
     keys = [c["key"] for c in p["table"]["columns"]]
     return [dict(zip(keys, row)) for row in p["table"]["rows"]]
+
+
+def values(v) -> list:
+    """A figure array from the payload as a list: Plotly writes numpy arrays as typed
+    arrays ({"dtype", "bdata"[, "shape"]}), plain lists stay lists."""
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        return a.reshape(v["shape"]).tolist() if "shape" in v else a.tolist()
+    return list(v)
+
+
+def figure_points(fig: dict) -> dict[int, list[tuple]]:
+    """Trial number -> the (x, y) of every marker a figure draws for it (traces whose
+    customdata rows are [table row, trial number, ...])."""
+    out: dict[int, list[tuple]] = {}
+    for t in fig["data"]:
+        cd = t.get("customdata")
+        if not cd or "x" not in t or not isinstance(cd[0], list) or not isinstance(cd[0][1], int):
+            continue
+        for row, x, y in zip(cd, values(t["x"]), values(t["y"])):
+            out.setdefault(row[1], []).append((x, y))
+    return out

@@ -42,7 +42,7 @@
   }
   function row(g) { return D.table.rows[g]; }
   function runOf(g) { return D.runs[row(g)[C.run]]; }
-  function objValue(rw, j) { return rw[C[D.objectives[j].name]]; }
+  function objValue(g, j) { return D.table.drawn[g][j]; }  // as every view draws row g (finalized: full budget)
 
   // ------------------------------------------------------------------ header and cards
   function renderHeader() {
@@ -63,8 +63,8 @@
     card(fmt(front), 'on the Pareto front');
     D.objectives.forEach(function (o, j) {
       var best = null;
-      D.table.rows.forEach(function (rw) {
-        var v = objValue(rw, j);
+      D.table.rows.forEach(function (rw, g) {
+        var v = objValue(g, j);
         if (rw[C.status] !== 'complete' || v === null) return;
         if (best === null || (o.direction === 'min' ? v < best : v > best)) best = v;
       });
@@ -162,9 +162,9 @@
     if (i < 0) return;
     var rw = g === null ? null : row(g), dims = D.pareto_dims;
     var xs = [], ys = [], zs = [];
-    if (rw && D.objectives.every(function (o, j) { return j >= dims || objValue(rw, j) !== null; })) {
-      if (dims === 1) { xs = [rw[C.number]]; ys = [objValue(rw, 0)]; }
-      else { xs = [objValue(rw, 0)]; ys = [objValue(rw, 1)]; if (dims >= 3) zs = [objValue(rw, 2)]; }
+    if (rw && D.objectives.every(function (o, j) { return j >= dims || objValue(g, j) !== null; })) {
+      if (dims === 1) { xs = [rw[C.number]]; ys = [objValue(g, 0)]; }
+      else { xs = [objValue(g, 0)]; ys = [objValue(g, 1)]; if (dims >= 3) zs = [objValue(g, 2)]; }
     }
     var upd = { x: [xs], y: [ys] };
     if (dims >= 3) upd.z = [zs];
