@@ -21,6 +21,19 @@ journal has exactly one final record in `trials.jsonl` and no trial is RUNNING:
   `failed` with the reason "interrupted (driver killed)" and `"interrupted": true`,
   and told FAIL.
 
+A trial killed in the middle of its define-by-run derivation (the driver died while
+Optuna was answering its decisions) holds a *partial* genome in the journal: some
+decisions, not all. It is no candidate and never was one: it never ran, and its
+params do not replay under the grammar. Resume treats it like any other interrupted
+trial (a `failed` + `interrupted` record without a spec, told FAIL, its number not
+reused: the search asks for a fresh trial instead) and, before closing it, marks it in
+the journal with the user attr `INCOMPLETE_ATTR` so that no reader of the journal takes
+its params for a genome. Which trials are half-derived is decided by replaying their
+params strictly under the run's grammar (`nasmt.space.derive.check_genome`): every
+decision present, none left over. Nothing in nasmt replays the params of a trial that
+is not COMPLETE (the evolution sampler breeds from complete trials, `--warm-start`
+copies complete ones), so a half-derived trial cannot become a parent or be replayed.
+
 Interrupted trials do **not** count toward `--max-failures`: killing the driver is not
 the architecture's fault, and counting them would let a few restarts exhaust the
 failure budget. They keep their trial number (numbers are Optuna's and never reused);
@@ -66,6 +79,8 @@ from nasmt.search.config import STUDY_NAME, SearchConfig
 from nasmt.search.lock import hold_run_lock
 from nasmt.search.study import journal_storage
 from nasmt.search.warm import WARM_ATTR
+
+INCOMPLETE_ATTR = "nasmt_incomplete_genome"  # journal user attr of a trial killed mid-derivation
 
 
 def _config(run: dict, out: Path, quiet: bool) -> SearchConfig:
@@ -138,10 +153,15 @@ def _lost_record(n: int, state, d: Path) -> TrialRecord:
                        spec=read_json(d / SPEC_FILE))
 
 
-def _close(study, rec: TrialRecord, objectives) -> None:
-    """Tell Optuna how a trial it still thinks is running ended."""
+def _close(study, rec: TrialRecord, objectives, frozen=None, incomplete: bool = False) -> None:
+    """Tell Optuna how a trial it still thinks is running ended (`incomplete`: its
+    derivation was cut short; marked with INCOMPLETE_ATTR first)."""
     from optuna.trial import TrialState
 
+    if incomplete and frozen is not None:
+        # the study's storage, as Optuna's samplers write trial attrs (a new Trial object
+        # would call the sampler's before_trial)
+        study._storage.set_trial_user_attr(frozen._trial_id, INCOMPLETE_ATTR, True)
     vals = [rec.value(o.name) for o in objectives]
     if rec.status == TrialStatus.COMPLETE and None not in vals:
         study.tell(rec.number, vals, state=TrialState.COMPLETE)
@@ -151,12 +171,15 @@ def _close(study, rec: TrialRecord, objectives) -> None:
         study.tell(rec.number, None, state=TrialState.FAIL)
 
 
-def reconcile(out: Path, objectives) -> dict:
+def reconcile(out: Path, objectives, is_genome=None) -> dict:
     """Make trials.jsonl and the journal agree (see the module docstring).
-    Returns counts of what was done: recovered, interrupted, closed, torn."""
+    `is_genome(params) -> bool` says whether a journal trial's params are a whole
+    derivation; a still-running trial whose params are not is closed as half-derived
+    (None: no check). Returns counts of what was done: recovered, interrupted, closed,
+    incomplete, torn."""
     from optuna.trial import TrialState
 
-    stats = {"recovered": 0, "interrupted": 0, "closed": 0, "torn": 0}
+    stats = {"recovered": 0, "interrupted": 0, "closed": 0, "incomplete": 0, "torn": 0}
     for f in (out / TRIALS_FILE, out / JOURNAL_FILE):
         stats["torn"] += repair_jsonl_tail(f)
     recs = {r.number: r for r in read_trials(out)}
@@ -174,9 +197,42 @@ def reconcile(out: Path, objectives) -> dict:
             append_record(out, rec)
             recs[n] = rec
         if study is not None and state in (TrialState.RUNNING, TrialState.WAITING):
-            _close(study, rec, objectives)
+            ft = jtrials[n]
+            # a trial that started wrote spec.json: its genome was whole; else replay its params
+            incomplete = (state == TrialState.RUNNING and rec.status != TrialStatus.COMPLETE and rec.spec is None
+                          and is_genome is not None and not is_genome(dict(ft.params)))
+            _close(study, rec, objectives, ft, incomplete)
             stats["closed"] += 1
+            stats["incomplete"] += incomplete
     return stats
+
+
+def _genome_check(cfg: SearchConfig):
+    """`params -> bool`: whether params are one whole derivation of the run's grammar
+    for its suite (strict replay). The data (input shape, outputs) loads only when a
+    trial needs checking; `load_data_cached` keeps it for the search that follows."""
+    from nasmt.space.derive import check_genome
+    from nasmt.space.grammar import load_grammar
+
+    cache = {}
+
+    def is_genome(params: dict) -> bool:
+        if not cache:
+            from nasmt.data import load_data_cached
+            from nasmt.data.suite import load_suite
+
+            suite = load_suite(cfg.tasks)  # checked equal to the run's suite
+            data = load_data_cached(suite)
+            cache["args"] = (load_grammar(cfg.space),  # checked unchanged since the run started
+                             tuple(t.ident for t in suite.tasks), tuple(data.input_shape), dict(data.n_outputs))
+        grammar, tasks, shape, outs = cache["args"]
+        try:
+            check_genome(grammar, params, tasks, shape, outs)
+        except ValueError:
+            return False
+        return True
+
+    return is_genome
 
 
 def prepare_resume(out: Path, quiet: bool = False) -> tuple[SearchConfig, int, int]:
@@ -198,7 +254,7 @@ def prepare_resume(out: Path, quiet: bool = False) -> tuple[SearchConfig, int, i
     lock = out / (JOURNAL_FILE + ".lock")
     if os.path.lexists(lock):  # left by a killed driver: we hold the run, nobody else writes
         os.unlink(lock)
-    stats = reconcile(out, objectives)
+    stats = reconcile(out, objectives, _genome_check(cfg))
     trials = read_trials(out)
     n_complete = sum(1 for t in trials if t.status == TrialStatus.COMPLETE)
     n_failed = sum(1 for t in trials if t.counts_as_failure)
@@ -208,6 +264,8 @@ def prepare_resume(out: Path, quiet: bool = False) -> tuple[SearchConfig, int, i
             extra.append(f"{stats['recovered']} finished trial(s) recovered")
         if stats["interrupted"]:
             extra.append(f"{stats['interrupted']} interrupted trial(s) closed")
+        if stats["incomplete"]:
+            extra.append(f"{stats['incomplete']} of them killed mid-derivation (partial genome, not a candidate)")
         print(f"nasmt: resuming {out}: {n_complete} of {cfg.trials} trials complete, {n_failed} failed"
               + (f" ({'; '.join(extra)})" if extra else ""), flush=True)
     return cfg, n_complete, n_failed

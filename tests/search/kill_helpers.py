@@ -112,7 +112,10 @@ def start(args, log: Path) -> subprocess.Popen:
     )
 
 
-def run_until(p: subprocess.Popen, run: Path, ready, log: Path, limit_s: float = 240) -> None:
+def run_until(p: subprocess.Popen, run: Path, ready, log: Path, limit_s: float = 600) -> None:
+    """Poll the run directory until `ready()` (an event there: a record, a trial's files),
+    then SIGKILL the search. The kill point is that event, never a clock; `limit_s` only
+    bounds how long a broken search may take to fail the test (generous: slow machines)."""
     deadline = time.monotonic() + limit_s
     try:
         while not ready():

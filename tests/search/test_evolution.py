@@ -18,6 +18,7 @@ from nasmt.quant import COSTS_ATTR, constraints_func
 from nasmt.run import Objective
 from nasmt.search.evolution import (CROSSOVER, ENQUEUED, MUTATION, PLAN_ATTR, RANDOM, EvolutionSampler, fits, ranked,
                                    subtrees, under)
+from nasmt.search.resume import INCOMPLETE_ATTR
 from nasmt.search.space import define_space
 from nasmt.search.study import StudyAdapter, make_sampler
 from nasmt.space.derive import replay
@@ -185,19 +186,31 @@ def test_subtrees_and_fits():
 
 
 def test_cli_evolution_search_survives_a_kill_and_resume(tmp_path):
+    """Killed once 3 trials are recorded: wherever the driver was then (training a trial,
+    or in the middle of deriving the next one), the resumed session completes the run,
+    breeds children from the journal, and every trial the journal holds as a genome
+    replays under the grammar (a trial killed mid-derivation is closed as FAIL and marked
+    INCOMPLETE_ATTR by resume: its partial params are no genome; see test_resume)."""
     run = tmp_path / "run"
     log = tmp_path / "s1.log"
     p = start(["search", "--space", TINY_SPACE, "--tasks", SMALL_SUITE, "--trials", 5, "--steps", 5,
                 "--sampler", "evolution", "--max-concurrent", 1, "--seed", 2, "--out", run, "--quiet"], log)
-    run_until(p, run, lambda: len(complete_numbers(run)) >= 3, log)
+    run_until(p, run, lambda: len(complete_numbers(run)) >= 3, log)  # an event in the run directory, no clock
     assert p.returncode == -signal.SIGKILL
     n_before = len(journal_study(run).get_trials(deepcopy=False))
     nasmt("search", "--resume", run, "--quiet")
     trials = journal_study(run).get_trials(deepcopy=False)
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 5
-    plans = [t.system_attrs[PLAN_ATTR] for t in trials]
+    assert TrialState.RUNNING not in {t.state for t in trials}
+    plans = [t.system_attrs.get(PLAN_ATTR, {}) for t in trials]
     # the population is 4: once 4 trials are complete, the resumed session breeds children
-    assert any(p["op"] in (MUTATION, CROSSOVER) for p in plans[n_before:]), plans
+    # (--max-concurrent 1: the last trial is asked after the fourth completed)
+    assert any(p.get("op") in (MUTATION, CROSSOVER) for p in plans[n_before:]), plans
     tiny = load_grammar(TINY_SPACE)
     for t in trials:
+        if t.user_attrs.get(INCOMPLETE_ATTR):  # killed mid-derivation: closed, never a candidate
+            assert t.state == TrialState.FAIL and t.number < n_before, t
+            continue
         assert dict(replay(tiny, t.params, TASKS, SHAPE, OUTPUTS).genome) == t.params
+    for t in trials:  # parents are complete trials only: never a half-derived one
+        assert all(trials[n].state == TrialState.COMPLETE for n in t.system_attrs.get(PLAN_ATTR, {}).get("parents", []))
