@@ -214,7 +214,8 @@ def parse_grammar(text: str, file: str = "<grammar>", name: str | None = None) -
     if not isinstance(text, str):
         raise GrammarError(f"{file}: grammar text must be a string")
     if "\x00" in text:
-        raise GrammarError(f"{file}: not a text file (NUL byte)")
+        before = text[: text.index("\x00")].split("\n")
+        raise GrammarError(f"{file}:{len(before)}:{len(before[-1]) + 1}: not a text file (NUL byte)")
     src = text if text.endswith("\n") else text + "\n"
     try:
         tree = _PARSER.parse(src)

@@ -31,7 +31,7 @@ def validate(g: Grammar) -> None:
         raise GrammarError(f"{f}:1:1: the grammar defines no rules (need at least 'trunk' and 'branch')")
     for req in ("trunk", "branch"):
         if req not in g.rules:
-            raise GrammarError(f"{f}: missing required rule '{req}'")
+            raise GrammarError(f"{f}:1:1: missing required rule '{req}'")
     _check_references(g)
     _check_recursion(g)
     _check_reachable(g)

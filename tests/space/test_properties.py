@@ -1,5 +1,7 @@
-"""Property-based tests (hypothesis): whatever text a user hands nasmt, only a
-`NasmtError` escapes; and every grammar that validates derives and builds.
+"""Property-based tests (hypothesis): whatever text a user hands nasmt, only nasmt's own
+error escapes, as one line naming where: a grammar is refused with a `GrammarError`
+reading `FILE:LINE:COL: what` (a place inside the text), a task suite with a `SuiteError`
+starting with its file; and every grammar that validates derives and builds.
 
 Models are built on torch's `meta` device: shapes are checked, no memory is allocated,
 so a mutation that asks for 4096 channels costs nothing.
@@ -7,6 +9,7 @@ so a mutation that asks for 4096 channels costs nothing.
 
 from __future__ import annotations
 
+import re
 import string
 import tempfile
 from pathlib import Path
@@ -20,7 +23,7 @@ from hypothesis import strategies as st
 from conftest import ROOT
 from nasmt.model.build import build
 from nasmt.space.derive import derive, replay
-from nasmt.errors import NasmtError
+from nasmt.errors import GrammarError, SuiteError
 from nasmt.space.grammar import parse_grammar
 from nasmt.data.suite import load_suite, suite_from_dict
 
@@ -53,6 +56,67 @@ def _tokens(text: str) -> list[str]:
     if cur:
         out.append(cur)
     return out
+
+
+def assert_grammar_error(e: Exception, file: str, text: str) -> None:
+    """`e` is the one-line `FILE:LINE:COL: message` GrammarError the CLI prints, and
+    LINE:COL lies in `text` (or just past its end: "unexpected end of file")."""
+    assert isinstance(e, GrammarError), f"{type(e).__name__} escaped: {e!r}"
+    msg = str(e)
+    assert len(msg.splitlines()) == 1 and "\n" not in msg and "\r" not in msg, f"not one line: {msg!r}"
+    m = re.match(re.escape(file) + r":(\d+):(\d+): \S", msg)
+    assert m, f"does not start with {file}:line:col: {msg!r}"
+    line, col = int(m[1]), int(m[2])
+    lines = text.split("\n")
+    assert 1 <= line <= len(lines) + 1, f"line {line} outside the {len(lines)}-line text: {msg!r}"
+    width = len(lines[line - 1]) if line <= len(lines) else 0
+    assert 1 <= col <= width + 1, f"column {col} outside line {line} ({width} characters): {msg!r}"
+
+
+def parse_or_refuse(text: str, file: str):
+    """The parsed grammar, or None after checking the refusal's contract."""
+    try:
+        return parse_grammar(text, file=file)
+    except Exception as e:  # noqa: BLE001 - anything but a located GrammarError fails the test
+        assert_grammar_error(e, file, text)
+        return None
+
+
+# well-formed pieces of rules: a soup of them makes grammars that validate (a trunk, a
+# branch with one tap, every rule defined and used) as well as ones that do not
+SOUP_PIECES = {
+    "trunk": ["fc(h=16|32)", "fc(h=8, act=relu|gelu)", "dropout(p=0.1|0.3)", "layer", "layer{1,3}", "layer?"],
+    "branch": ["fc(h=4)", "head", "head?", "identity()", "dropout(p=0.2)"],
+    "layer": ["fc(h=8|16)", "dropout(p=0.1)", "identity()", "fc(h=4) [2] | identity() [1]"],
+    "head": ["fc(h=8)", "dropout(p=0.0|0.1)", "fc(h=16, act=gelu)"],
+}
+SOUP_TAPS = ["tap(at=last)", "tap(at=1|last)", "tap(at=1)", "tap(at=2|3)"]
+
+
+@st.composite
+def rule_soup(draw):
+    """A trunk and a branch (with its tap somewhere in it) made of SOUP_PIECES, the
+    helper rules `layer` / `head` defined or not (used or not), the rules in any order;
+    then up to two tokens deleted, or replaced by or preceded by a word of GRAMMAR_WORDS."""
+    rules = {"trunk": draw(st.lists(st.sampled_from(SOUP_PIECES["trunk"]), min_size=1, max_size=3)),
+             "branch": draw(st.lists(st.sampled_from(SOUP_PIECES["branch"]), max_size=2))}
+    rules["branch"].insert(draw(st.integers(0, len(rules["branch"]))), draw(st.sampled_from(SOUP_TAPS)))
+    text = " ".join(" ".join(v) for v in rules.values())
+    for name in ("layer", "head"):
+        if (name in text) != (draw(st.integers(0, 5)) == 0):  # mostly: defined when used
+            rules[name] = draw(st.lists(st.sampled_from(SOUP_PIECES[name]), min_size=1, max_size=2))
+    lines = draw(st.permutations([f"{n} = {' '.join(v)}" for n, v in rules.items()]))
+    toks = _tokens("\n".join(lines) + "\n")
+    for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
+        i = draw(st.integers(0, len(toks) - 1))
+        w = draw(st.sampled_from(GRAMMAR_WORDS))
+        kind = draw(st.sampled_from(["del", "rep", "ins"]))
+        toks[i : i + 1] = {"del": [], "rep": [w], "ins": [w, toks[i]]}[kind]
+    return "".join(toks)
+
+
+WORD_SOUP = st.lists(st.sampled_from(GRAMMAR_WORDS), max_size=60).map("".join)
+TOKEN_SOUP = st.one_of(WORD_SOUP, rule_soup())
 
 
 @st.composite
@@ -118,34 +182,47 @@ def _derive_and_build(g, seed: int, n: int = 3):
 @FAST
 @given(st.text(max_size=300))
 def test_random_unicode_into_parse_grammar(text):
-    try:
-        parse_grammar(text, file="<random>")
-    except NasmtError:
-        pass
+    g = parse_or_refuse(text, "<random>")
+    if g is not None:
+        _derive_and_build(g, seed=0, n=1)
 
 
 @FAST
-@given(st.lists(st.sampled_from(GRAMMAR_WORDS), max_size=60).map("".join))
+@given(TOKEN_SOUP)
 def test_grammar_token_soup_into_parse_grammar(text):
-    try:
-        g = parse_grammar(text, file="<soup>")
-    except NasmtError as e:
-        assert str(e).startswith("<soup>"), str(e)
-        assert "\n" not in str(e)
-        return
+    g = parse_or_refuse(text, "<soup>")
+    if g is not None:
+        _derive_and_build(g, seed=0, n=2)
+
+
+def test_token_soups_reach_both_outcomes():
+    """The soup is not vacuous: some soups validate (and then derive and build, as above),
+    some are refused; a refused one's message points into the soup."""
+    ok = bad = 0
+
+    @settings(deadline=None, max_examples=80, database=None, derandomize=True)
+    @given(rule_soup())
+    def probe(text):
+        nonlocal ok, bad
+        if parse_or_refuse(text, "<soup>") is None:
+            bad += 1
+        else:
+            ok += 1
+
+    probe()
+    assert ok >= 10 and bad >= 10, (ok, bad)
+    # and one soup spelled out: it parses and derives
+    g = parse_grammar("trunk = fc(h=16|32) layer{1,3}\nlayer = dropout(p=0.1|0.3)\nbranch = tap(at=last) head?\n"
+                      "head = fc(h=8, act=relu|gelu)\n", file="<soup>")
     _derive_and_build(g, seed=0, n=2)
 
 
 @BUILD
 @given(mutated_grammar(), st.integers(0, 2**16))
 def test_mutated_shipped_grammars_fail_cleanly_or_build(text, seed):
-    try:
-        g = parse_grammar(text, file="<mutant>")
-    except NasmtError as e:
-        msg = str(e)
-        assert msg.startswith("<mutant>") and "\n" not in msg, msg
-        return
-    _derive_and_build(g, seed)
+    g = parse_or_refuse(text, "<mutant>")
+    if g is not None:
+        _derive_and_build(g, seed)
 
 
 @pytest.mark.parametrize("name", sorted(SPACES))
@@ -162,11 +239,10 @@ def test_mutations_reach_both_outcomes():
     @given(mutated_grammar())
     def probe(text):
         nonlocal ok, bad
-        try:
-            parse_grammar(text, file="<mutant>")
-            ok += 1
-        except NasmtError:
+        if parse_or_refuse(text, "<mutant>") is None:
             bad += 1
+        else:
+            ok += 1
 
     probe()
     assert ok > 0 and bad > 0
@@ -185,13 +261,21 @@ KEYS = st.sampled_from(["name", "data", "tasks", "description", "source", "path"
 VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(KEYS, inner, max_size=5)), max_leaves=20)
 
 
+def assert_suite_error(e: Exception, file: str) -> None:
+    """`e` is a one-line SuiteError starting with the suite's file (then line:col or the field)."""
+    assert isinstance(e, SuiteError), f"{type(e).__name__} escaped: {e!r}"
+    msg = str(e)
+    assert len(msg.splitlines()) == 1 and "\n" not in msg and "\r" not in msg, f"not one line: {msg!r}"
+    assert msg.startswith(file + ":"), msg
+
+
 @FAST
 @given(st.dictionaries(KEYS, VALUES, max_size=6))
 def test_random_dicts_into_suite_from_dict(raw):
     try:
         suite_from_dict(raw, base_dir=ROOT / "tests" / "bad_inputs", file="<random>")
-    except NasmtError as e:
-        assert str(e).startswith("<random>") and "\n" not in str(e), str(e)
+    except Exception as e:  # noqa: BLE001
+        assert_suite_error(e, "<random>")
 
 
 @st.composite
@@ -215,8 +299,8 @@ def test_tomlish_text_into_load_suite(text):
         p.write_text(text, encoding="utf-8")
         try:
             load_suite(p)
-        except NasmtError as e:
-            assert str(e).startswith(str(p)) and "\n" not in str(e), str(e)
+        except Exception as e:  # noqa: BLE001
+            assert_suite_error(e, str(p))
 
 
 @FAST
@@ -227,8 +311,8 @@ def test_random_bytes_into_load_suite(data):
         p.write_bytes(data)
         try:
             load_suite(p)
-        except NasmtError:
-            pass
+        except Exception as e:  # noqa: BLE001
+            assert_suite_error(e, str(p))
 
 
 COLS = st.sampled_from(["a", "b", "c", "label", "y", "zz"])
@@ -251,7 +335,7 @@ CSV_TASKS = st.lists(
 @given(CSV_DATA, CSV_TASKS)
 def test_random_csv_suites_load_or_fail_cleanly(data, tasks):
     """Columns that exist or not, labels that occur or not, splits too small: the data
-    loader says so with a NasmtError naming the field, or returns arrays that fit."""
+    loader says so with a SuiteError naming the field, or returns arrays that fit."""
     import warnings
 
     from nasmt.data import load_data
@@ -261,8 +345,8 @@ def test_random_csv_suites_load_or_fail_cleanly(data, tasks):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             d = load_data(suite)
-    except NasmtError as e:
-        assert str(e).startswith("<r>") and "\n" not in str(e), str(e)
+    except Exception as e:  # noqa: BLE001
+        assert_suite_error(e, "<r>")
         return
     for split in ("train", "val"):
         assert d.x[split].shape[0] == len(next(iter(d.y[split].values())))
