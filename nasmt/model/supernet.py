@@ -1,0 +1,476 @@
+"""The one-shot supernet: a weight bank every architecture of a grammar takes its weights from.
+
+Keys. A bank tensor is keyed by the derivation position of the op that uses it, plus the
+tensor's name inside the op's module: `trunk.stage.1.block.0.conv.conv.weight`,
+`trunk.mix.mmoe.experts.2.conv.weight`, `branch.left.tap.head.fc.linear.weight`. The
+position is the op's derivation path (the same paths decision names use), so it already
+holds the alternative's label (conv vs dwsep at one place: their own weights), the
+instance index of a repetition (`block{1,2}`: a one-block stage uses block 0's weights, a
+two-block one blocks 0 and 1: elastic depth as in OFA) and is independent of how many
+items came before (`down` after one or two blocks, and the mixture ending a trunk of 1-3
+stages, keep one set of weights). A task's output layer, which the builder adds, is
+`branch.<task>.out.linear.*`: one head per task, whichever branch alternative it takes.
+
+Shapes. Each bank tensor is the elementwise maximum of the shapes it takes in a few hundred
+random derivations of the grammar (plus any given specs). A candidate takes, per tensor,
+`bank[:out, :in]` (OFA's elastic width: the first channels / units / experts) and for
+kernels OFA's centre crop of the largest kernel. Expert mixtures: experts by index (the
+first n), gates sliced to the chosen expert count; gates and PLE's per-reader experts are
+keyed by the reader (task ident or `group.<g>`), not by its slot; a PLE gate's rows are
+assembled from a shared-expert block and an own-expert block, so changing one count does
+not shift the other's rows. BatchNorm's affine parameters are sliced like weights; running
+statistics are not shared: each candidate structure keeps its own (recalibrate them with
+`SuperNet.recalibrate` / `recalibrate_bn` before judging it).
+
+A candidate's structure is `build(spec)`, an ordinary MultiTaskNet: `SuperNet.forward`
+runs it with bank slices through `torch.func.functional_call` (gradients reach the bank);
+`SuperNet.extract` returns a standalone MultiTaskNet with the slices (and the structure's
+BatchNorm statistics) copied in, which quantization, export etc. handle unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from nasmt.model.build import build, readers, units
+from nasmt.space import derive as D
+from nasmt.space.nodes import Grammar
+from nasmt.space.spec import ArchSpec
+
+SIZING_SAMPLES = 300  # random derivations the bank's shapes are the maximum over
+CACHE_SIZE = 32  # candidate structures kept (largest / smallest stay hot in sandwich training)
+
+
+# -- derivations ---------------------------------------------------------------------------
+
+class RandomTrial:
+    """A trial answering every decision uniformly at random (as optuna's RandomSampler
+    does: categoricals uniform, a weighted rule's float uniform in [0, 1) so the PCFG's
+    weights hold), without a study: cheap enough to draw per training step."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+
+    def suggest_categorical(self, name, choices):
+        return self.rng.choice(list(choices))
+
+    def suggest_float(self, name, low, high):
+        return self.rng.uniform(low, high)
+
+
+def _order(v) -> float | None:
+    """A choice's size: numbers as they are, 'last' (a tap) deepest; None for labels."""
+    if v == "last":
+        return math.inf
+    if isinstance(v, bool):
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+class ExtremeTrial:
+    """A trial taking the largest ('max') or smallest ('min') of every numeric choice
+    (widths, kernels, expert counts, repetition counts, taps: 'last' is the deepest), the
+    first of label choices and of dropout rates, and the first alternative of a rule
+    unless `fixed` names it."""
+
+    def __init__(self, mode: str, fixed: dict | None = None):
+        assert mode in ("max", "min")
+        self.mode, self.fixed = mode, dict(fixed or {})
+
+    def suggest_categorical(self, name, choices):
+        if name in self.fixed:
+            return self.fixed[name]
+        keys = [_order(c) for c in choices]
+        if name.endswith(".p") or any(k is None for k in keys):
+            return choices[0]
+        pick = max if self.mode == "max" else min
+        return choices[keys.index(pick(keys))]
+
+    def suggest_float(self, name, low, high):
+        return self.fixed.get(name, low)
+
+
+class _TraceWalker(D._Walker):
+    """The derivation walker, recording each op's path and the rule of each `.alt` decision."""
+
+    def __init__(self, g, rec):
+        super().__init__(g, rec)
+        self.paths: list[str] = []
+        self.alt_rules: dict[str, str] = {}
+
+    def choose(self, name, path):
+        if len(self.g.rules[name].alts) > 1:
+            self.alt_rules[f"{path}.alt"] = name
+        return super().choose(name, path)
+
+    def op(self, op, path):
+        self.paths.append(path)
+        return super().op(op, path)
+
+
+@dataclass
+class Trace:
+    positions: dict  # (unit group, op index in the group) -> derivation path of the op
+    alt_rules: dict  # `.alt` decision -> the rule it chooses an alternative of
+
+
+def trace(grammar: Grammar, spec: ArchSpec) -> Trace:
+    """Replays `spec.genome` on `grammar` (as `derive` walks it: trunk, branches, joined
+    groups) and returns where each op of the spec was derived. ValueError if the spec is
+    not a derivation of this grammar."""
+    import optuna
+
+    if not spec.genome and any(len(r.alts) > 1 for r in grammar.rules.values()):
+        raise ValueError("supernet: the spec has no genome; it must be a derivation of the bank's grammar")
+    w = _TraceWalker(grammar, D._Recorder(optuna.trial.FixedTrial(spec.genome_dict)))
+    pos: dict = {}
+    stages = w.stages()
+    paths, k = w.paths[:], 0
+    for i, ops in enumerate(stages):
+        for j, o in enumerate(ops):
+            if i < len(spec.stages) and (j >= len(spec.stages[i].ops) or spec.stages[i].ops[j] != o):
+                raise ValueError(f"supernet: stage {i + 1} of the spec is not its genome's derivation")
+            pos[(f"trunk.{i}", j)] = paths[k]
+            k += 1
+    for b in spec.branches:
+        w.paths.clear()
+        ops: list = []
+        w.rule("branch", f"branch.{b.task}", ops, "layer")
+        kept = [(o, p) for (tag, o), p in zip(ops, w.paths) if o.op not in ("tap", "join")]
+        if tuple(o for o, _ in kept) != (*b.layers, *b.head):
+            raise ValueError(f"supernet: branch {b.task} of the spec is not its genome's derivation")
+        for j, (_, p) in enumerate(kept):
+            pos[(f"branches.{b.task}", j)] = p
+        pos[(f"branches.{b.task}", "out")] = f"branch.{b.task}.out"
+    joined = {b.group for b in spec.branches if b.group is not None}
+    for label in [g for g in D.group_labels(grammar) if g in joined]:
+        w.paths.clear()
+        ops = []
+        w.rule("group", f"group.{label}", ops, "layer")
+        kept = [p for (_, o), p in zip(ops, w.paths) if o.op != "tap"]
+        for j, p in enumerate(kept):
+            pos[(f"groups.{label}", j)] = p
+    return Trace(pos, w.alt_rules)
+
+
+def random_specs(grammar: Grammar, tasks, input_shape, n_outputs, n: int, seed: int = 0) -> list[ArchSpec]:
+    """`n` random derivations (RandomTrial, seeded)."""
+    rng = random.Random(seed)
+    return [D.derive(grammar, RandomTrial(rng), tasks, input_shape, n_outputs) for _ in range(n)]
+
+
+def n_params(spec: ArchSpec) -> int:
+    """Parameters of `build(spec)`, counted on the meta device (nothing allocated)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in build(spec).parameters())
+
+
+def extreme_spec(grammar: Grammar, tasks, input_shape, n_outputs, mode: str = "max") -> ArchSpec:
+    """The largest ('max') or smallest ('min') architecture of the grammar: every numeric
+    choice at its max / min (ExtremeTrial), and each rule's alternative chosen greedily, in
+    derivation order, as the one giving the most / fewest parameters (passes until no
+    alternative decision is new or changes)."""
+    fixed: dict = {}
+    better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
+    done: set = set()
+    for _ in range(8):
+        spec = D.derive(grammar, ExtremeTrial(mode, fixed), tasks, input_shape, n_outputs)
+        todo = [(d, r) for d, r in trace(grammar, spec).alt_rules.items() if d not in done]
+        if not todo:
+            return spec
+        for d, rname in todo:
+            rule = grammar.rules[rname]
+            best, best_n = None, None
+            for a in rule.alts:
+                trial = {**fixed, d: rule.answer(a.label)}
+                s = D.derive(grammar, ExtremeTrial(mode, trial), tasks, input_shape, n_outputs)
+                k = n_params(s)
+                if best_n is None or better(k, best_n):
+                    best, best_n = rule.answer(a.label), k
+            fixed[d] = best
+            done.add(d)
+    return D.derive(grammar, ExtremeTrial(mode, fixed), tasks, input_shape, n_outputs)
+
+
+# -- the bank -----------------------------------------------------------------------------
+
+def _reader_names(spec: ArchSpec) -> dict[str, list[str]]:
+    """trunk group -> its readers in slot order (for the stages ending in a mixture)."""
+    return {f"trunk.{i - 1}": rs for i, rs in readers(spec).items()}
+
+
+def _pieces(rest: str, shape: tuple, op_module: nn.Module | None, slot_readers: list[str]):
+    """[(bank sub-key, piece shape)] whose slices, concatenated on dim 0, make the tensor
+    `rest` (its name inside the op's module) of shape `shape`."""
+    parts = rest.split(".")
+    from nasmt.model.ops import PLE
+
+    def reader(i):
+        return slot_readers[int(i)]
+
+    if parts[0] == "gates":  # MMoE: one gate per reader, rows = experts by index
+        return [(".".join(["gates", reader(parts[1]), *parts[2:]]), shape)]
+    if parts[0] == "levels" and isinstance(op_module, PLE):
+        lv, what = parts[1], parts[2]
+        ns, no = op_module.n_shared, op_module.n_own
+        if what == "own":  # levels.l.own.<slot>.<j>...
+            return [(".".join(["levels", lv, "own", reader(parts[3]), *parts[4:]]), shape)]
+        if what == "gates":  # rows: shared experts, then the reader's own
+            base = ["levels", lv, "gates", reader(parts[3])]
+            tail = parts[4:]
+            return [(".".join([*base, "shared", *tail]), (ns, *shape[1:])),
+                    (".".join([*base, "own", *tail]), (no, *shape[1:]))]
+        if what == "shared_gate":  # rows: shared experts, then each reader's own in slot order
+            tail = parts[3:]
+            out = [(".".join(["levels", lv, "shared_gate", "shared", *tail]), (ns, *shape[1:]))]
+            out += [(".".join(["levels", lv, "shared_gate", "own", r, *tail]), (no, *shape[1:])) for r in slot_readers]
+            return out
+    return [(rest, shape)]
+
+
+@dataclass
+class _Plan:
+    """How one candidate takes its tensors: name -> [(bank key, piece shape)]."""
+
+    sources: dict
+    kinds: dict  # bank key -> 'bn' | 'weight' (conv / linear)
+
+
+def plan_sources(grammar: Grammar, spec: ArchSpec) -> _Plan:
+    """Where each parameter of `build(spec)` comes from in the bank. Read off `units(spec)`
+    (built on the meta device: nothing allocated), whose modules `build` assembles in order
+    into each group's Sequential, so parameter names match `build(spec)`'s."""
+    tr = trace(grammar, spec)
+    with torch.device("meta"):
+        us = units(spec)
+    slot_readers = _reader_names(spec)
+    sources, kinds = {}, {}
+    count: dict = {}
+    op_index: dict = {}
+    for u in us:
+        j = op_index.get(u.group, 0)
+        op_index[u.group] = j + 1
+        path = tr.positions.get((u.group, "out") if u.op == "linear" else (u.group, j))
+        for m in u.modules:
+            c = count.get(u.group, 0)
+            count[u.group] = c + 1
+            owners = dict(m.named_modules())
+            for rest, p in m.named_parameters():
+                if path is None:
+                    raise ValueError(f"supernet: no derivation position for {u.group}.{c}.{rest}")
+                mod = owners[rest.rpartition(".")[0]]
+                kind = "bn" if isinstance(mod, nn.modules.batchnorm._BatchNorm) else "weight"
+                pieces = []
+                for sub, shape in _pieces(rest, tuple(p.shape), m, slot_readers.get(u.group, [])):
+                    k = f"{path}.{sub}"
+                    pieces.append((k, tuple(shape)))
+                    kinds[k] = kind
+                sources[f"{u.group}.{c}.{rest}"] = pieces
+    return _Plan(sources, kinds)
+
+
+def _slice(t: torch.Tensor, shape: tuple) -> torch.Tensor:
+    """bank[:s0, :s1, centre k x k]: first rows / columns, centre crop of kernels."""
+    idx = [slice(0, shape[0])]
+    if len(shape) > 1:
+        idx.append(slice(0, shape[1]))
+    for d in range(2, len(shape)):
+        off = (t.shape[d] - shape[d]) // 2
+        idx.append(slice(off, off + shape[d]))
+    return t[tuple(idx)]
+
+
+def _node(root: nn.Module, parts: list[str]) -> nn.Module:
+    m = root
+    for s in parts:
+        if s not in m._modules:
+            m.add_module(s, nn.Module())
+        m = m._modules[s]
+    return m
+
+
+class SuperNet(nn.Module):
+    """The weight bank of `grammar` for one task suite (see the module docstring).
+
+    `forward(spec, x)` runs the candidate `spec` on bank slices (gradients reach the bank);
+    `forward(x)` runs `self.active`. `extract(spec)` returns a standalone MultiTaskNet.
+    """
+
+    def __init__(self, grammar: Grammar, tasks, input_shape, n_outputs, n_samples: int = SIZING_SAMPLES,
+                 seed: int = 0, specs=()):
+        super().__init__()
+        self.grammar, self.tasks = grammar, list(tasks)
+        self.input_shape, self.n_outputs = tuple(input_shape), dict(n_outputs)
+        self._cache: OrderedDict = OrderedDict()  # (hash, genome) -> (structure, plan); not submodules
+        self.active: ArchSpec | None = None
+        extremes = {m: extreme_spec(grammar, self.tasks, self.input_shape, self.n_outputs, m) for m in ("max", "min")}
+        every = [extremes["max"], extremes["min"], *specs,
+                 *random_specs(grammar, self.tasks, self.input_shape, self.n_outputs, n_samples, seed)]
+        shapes: dict = {}
+        kinds: dict = {}
+        sizes = []
+        for s in every:
+            plan = plan_sources(grammar, s)
+            kinds.update(plan.kinds)
+            sizes.append(sum(math.prod(sh) for pieces in plan.sources.values() for _, sh in pieces))
+            for pieces in plan.sources.values():
+                for k, shape in pieces:
+                    old = shapes.get(k)
+                    shapes[k] = shape if old is None else tuple(max(a, b) for a, b in zip(old, shape))
+        # the greedy extremes, unless a sampled derivation is larger / smaller (a flatten
+        # early in the network can outweigh the widest choices)
+        self.largest = every[max(range(len(every)), key=lambda i: (sizes[i], -i))]
+        self.smallest = every[min(range(len(every)), key=lambda i: (sizes[i], i))]
+        gen = torch.Generator().manual_seed(seed)
+        self.keys = sorted(shapes)
+        for k in self.keys:
+            t = torch.empty(shapes[k])
+            if kinds[k] == "bn":
+                nn.init.ones_(t) if k.endswith("weight") else nn.init.zeros_(t)
+            elif t.dim() > 1:  # as nn.Conv2d / nn.Linear initialize, at the largest shape
+                nn.init.kaiming_uniform_(t, a=math.sqrt(5), generator=gen)
+            else:
+                fan_in = self._fan_in(k, shapes)
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                nn.init.uniform_(t, -bound, bound, generator=gen)
+            parts = k.split(".")
+            _node(self, parts[:-1]).register_parameter(parts[-1], nn.Parameter(t))
+
+    @staticmethod
+    def _fan_in(bias_key: str, shapes: dict) -> int:
+        w = shapes.get(bias_key[: -len("bias")] + "weight")
+        return int(math.prod(w[1:])) if w is not None else 0
+
+    @classmethod
+    def for_suite(cls, grammar: Grammar, suite, data, **kw) -> "SuperNet":
+        return cls(grammar, suite.tasks, data.input_shape, data.n_outputs, **kw)
+
+    def derive(self, trial) -> ArchSpec:
+        """A derivation of the bank's grammar for its tasks, answered by `trial`."""
+        return D.derive(self.grammar, trial, self.tasks, self.input_shape, self.n_outputs)
+
+    def candidate(self, spec: ArchSpec) -> tuple[nn.Module, _Plan]:
+        """The cached structure of `spec` (its own BatchNorm statistics) and its plan."""
+        key = (spec.hash, spec.genome)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = (build(spec), plan_sources(self.grammar, spec))
+            if set(hit[1].sources) != {n for n, _ in hit[0].named_parameters()}:  # build and units disagree
+                raise RuntimeError("supernet: the plan does not cover build(spec)'s parameters")
+            self._cache[key] = hit
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        cand, _ = hit
+        dev = self._device()
+        if next(cand.buffers(), torch.empty(0, device=dev)).device != dev:
+            cand.to(dev)
+        return hit
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def fits(self, spec: ArchSpec) -> bool:
+        """Whether every tensor of `spec` fits in the bank (sizes come from the sizing
+        sample: a rare unseen combination may need more, e.g. a flatten's input)."""
+        params = {n: p.shape for n, p in self.named_parameters()}
+        for pieces in plan_sources(self.grammar, spec).sources.values():
+            for k, shape in pieces:
+                if k not in params or any(a > b for a, b in zip(shape, params[k])):
+                    return False
+        return True
+
+    def tensors(self, spec: ArchSpec) -> dict[str, torch.Tensor]:
+        """{candidate parameter name: its bank slice} (views: gradients reach the bank)."""
+        _, plan = self.candidate(spec)
+        params = dict(self.named_parameters())
+        out = {}
+        for name, pieces in plan.sources.items():
+            ts = []
+            for k, shape in pieces:
+                t = params.get(k)
+                if t is None or any(a > b for a, b in zip(shape, t.shape)):
+                    raise ValueError(f"supernet: {k} needs {shape}, the bank holds "
+                                     f"{None if t is None else tuple(t.shape)}; pass the spec when building the bank")
+                ts.append(_slice(t, shape))
+            out[name] = ts[0] if len(ts) == 1 else torch.cat(ts, 0)
+        return out
+
+    def forward(self, spec_or_x, x: torch.Tensor | None = None) -> dict:
+        if x is None:
+            spec, x = self.active, spec_or_x
+            if spec is None:
+                raise ValueError("SuperNet.forward(x): no active spec (set .active or call forward(spec, x))")
+        else:
+            spec = spec_or_x
+        cand, _ = self.candidate(spec)
+        cand.train(self.training)
+        return functional_call(cand, self.tensors(spec), (x,), strict=False)
+
+    @torch.no_grad()
+    def extract(self, spec: ArchSpec) -> nn.Module:
+        """A standalone MultiTaskNet for `spec`: the bank slices copied in, and the
+        BatchNorm statistics of the spec's structure here (recalibrate first)."""
+        cand, _ = self.candidate(spec)
+        net = build(spec).to(self._device())
+        params = dict(net.named_parameters())
+        for name, t in self.tensors(spec).items():
+            params[name].copy_(t)
+        own = dict(cand.named_buffers())
+        for name, b in net.named_buffers():
+            b.copy_(own[name])
+        return net.train(self.training)
+
+    def recalibrate(self, spec: ArchSpec, data, n_batches: int = 8, batch_size: int = 128, seed: int = 0) -> None:
+        """Recalibrate the BatchNorm statistics of `spec`'s structure on bank weights."""
+        cand, _ = self.candidate(spec)
+        with torch.no_grad():
+            tensors = {k: v.detach() for k, v in self.tensors(spec).items()}
+        recalibrate_bn(cand, data, n_batches, batch_size, seed,
+                       forward=lambda xb: functional_call(cand, tensors, (xb,), strict=False))
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, data, n_batches: int = 8, batch_size: int = 128, seed: int = 0,
+                   forward=None) -> None:
+    """Reset every BatchNorm's running statistics and re-estimate them as the cumulative
+    average (momentum=None) over `n_batches` training batches (OFA). Only the BatchNorm
+    layers run in train mode (dropout stays off, so the statistics are those the eval-mode
+    network sees); `data`: prepared data (its train split) or an input tensor. The model's
+    mode and momenta are restored."""
+    x = data if isinstance(data, torch.Tensor) else torch.from_numpy(data.x["train"])
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    dev = next(model.buffers()).device
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(x.shape[0], generator=gen)
+    was = model.training
+    momenta = [m.momentum for m in bns]
+    try:
+        model.eval()
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        for i in range(n_batches):
+            idx = perm[i * batch_size:(i + 1) * batch_size]
+            if len(idx) == 0:
+                break
+            xb = x[idx].to(dev)
+            (forward or model)(xb)
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        model.train(was)
