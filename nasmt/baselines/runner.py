@@ -20,8 +20,8 @@ from typing import NamedTuple
 import torch
 
 from nasmt.baselines.gbdt import fit_gbdt
-from nasmt.baselines.nets import (BOTTOM_LAYERS, HIDDEN, MMOE_EXPERTS, PLE, PLE_LEVELS, PLE_SHARED_EXPERTS,
-                                  PLE_TASK_EXPERTS, MMoE, hard_shared, lenet)
+from nasmt.baselines.nets import (BOTTOM_LAYERS, HIDDEN, MMOE_EXPERTS, PLE_LEVELS, PLE_SHARED_EXPERTS, PLE_TASK_EXPERTS,
+                                  hard_shared, lenet, mmoe, ple)
 from nasmt.baselines.record import (GBDT, LIGHTGBM, NETWORK, SINGLE_TASK, BaselineRecord, baselines_path, delta_m,
                                     write_baselines)
 from nasmt.data import load_data_cached
@@ -51,8 +51,8 @@ def _on_vectors(make):
 VECTOR_NETS = {
     "hard-shared": _Net("hard-shared bottom (Caruana 1997)", _on_vectors(hard_shared),
                         {"layers": BOTTOM_LAYERS, "hidden": HIDDEN}),
-    "mmoe": _Net("MMoE (Ma et al. 2018)", _on_vectors(MMoE), {"experts": MMOE_EXPERTS, "hidden": HIDDEN}),
-    "ple": _Net("PLE (Tang et al. 2020)", _on_vectors(PLE),
+    "mmoe": _Net("MMoE (Ma et al. 2018)", _on_vectors(mmoe), {"experts": MMOE_EXPERTS, "hidden": HIDDEN}),
+    "ple": _Net("PLE (Tang et al. 2020)", _on_vectors(ple),
                 {"levels": PLE_LEVELS, "shared_experts": PLE_SHARED_EXPERTS, "task_experts": PLE_TASK_EXPERTS}),
 }
 IMAGE_NETS = {"lenet": _Net("LeNet shared trunk (Sener & Koltun 2018)", lenet, {})}
@@ -68,22 +68,12 @@ def names_for(suite: TaskSuite) -> list[str]:
     return [SINGLE_TASK, *_nets(suite), *([] if suite.is_image else [LIGHTGBM])]
 
 
-def network_cost(model: torch.nn.Module, input_shape) -> dict:
-    """params, flops (per example, as `nasmt.model.cost` counts them) and size_bytes (fp32
-    weights: these networks have no BatchNorm to fold, so this is the fp32 artifact's payload)."""
-    if isinstance(model, MultiTaskNet):
-        c = cost(model, input_shape)
-        params, flops = c["params"], c["flops"]
-    else:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        was = model.training
-        model.eval()
-        with torch.no_grad(), FlopCounterMode(display=False) as fc:
-            model(torch.zeros(1, *input_shape))
-        model.train(was)
-        params, flops = sum(p.numel() for p in model.parameters()), int(fc.get_total_flops())
-    return {"params": params, "flops": flops, "size_bytes": params * FP32_BYTES}
+def network_cost(model: MultiTaskNet, input_shape) -> dict:
+    """params, flops (per example, as `nasmt.model.cost` counts a trial's: every reference
+    is a MultiTaskNet) and size_bytes (fp32 weights: these networks have no BatchNorm to
+    fold, so this is the fp32 artifact's payload)."""
+    c = cost(model, input_shape)
+    return {"params": c["params"], "flops": c["flops"], "size_bytes": c["params"] * FP32_BYTES}
 
 
 def _fit_network(suite: TaskSuite, data, build, cfg: TrainConfig) -> tuple[dict, dict, dict]:

@@ -71,8 +71,11 @@ class FC(nn.Module):
         return self.act(self.linear(x))
 
 
-def expert(cin: int, h: int, image: bool, k: int = 3) -> nn.Module:
-    """One expert of a mixture: conv(k, c=h) on images, fc(h) on vectors."""
+def expert(cin: int, h: int, image: bool, k: int = 3, depth: int = 1) -> nn.Module:
+    """One expert of a mixture: conv(k, c=h) on images, fc(h) on vectors; with depth > 1,
+    `depth` such layers in sequence (the grammar's experts have depth 1)."""
+    if depth > 1:
+        return nn.Sequential(*(expert(cin if i == 0 else h, h, image, k) for i in range(depth)))
     return ConvBNAct(cin, h, k, 1) if image else FC(cin, h, "relu")
 
 
@@ -88,12 +91,14 @@ class MMoE(nn.Module):
     """mmoe(n, h): n shared experts mixed for each of `readers` readers (tasks or task
     groups) by its own softmax gate on the layer's input (Ma et al. 2018, "Modeling Task
     Relationships in Multi-task Learning with Multi-gate Mixture-of-Experts").
-    forward -> a tuple: one (N, h[, H, W]) mixture per reader."""
+    forward -> a tuple: one (N, h[, H, W]) mixture per reader. `depth`: layers per expert
+    (the grammar's mmoe op: 1)."""
 
-    def __init__(self, cin: int, n: int, h: int, readers: int, image: bool, k: int = 3):
+    def __init__(self, cin: int, n: int, h: int, readers: int, image: bool, k: int = 3, depth: int = 1):
         super().__init__()
         self.cin, self.n, self.h, self.readers, self.image, self.k = cin, n, h, readers, image, k
-        self.experts = nn.ModuleList(expert(cin, h, image, k) for _ in range(n))
+        self.depth = depth
+        self.experts = nn.ModuleList(expert(cin, h, image, k, depth) for _ in range(n))
         self.gates = nn.ModuleList(nn.Linear(cin, n) for _ in range(readers))
 
     def forward(self, x):
