@@ -6,6 +6,7 @@ and run as ONNX in onnxruntime."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,9 @@ from nasmt.space.derive import derive
 from nasmt.space.grammar import load_grammar
 from nasmt.space.spec import SHARING_FAMILIES, ArchSpec
 from nasmt.space.vocab import BALANCE_METHODS
+
+sys.path.append(str(ROOT / "tests" / "report"))  # the report tests' helpers (tests/ has no packages)
+from dashboard_helpers import figure_points, page_payload, table_rows
 
 MTL = ROOT / "search_spaces" / "mtl.grammar"
 PEOPLE = ROOT / "tasks" / "people.toml"
@@ -90,11 +94,42 @@ def test_every_record_names_its_sharing_family_and_balancing(mtl_run):
 
 
 def test_report_colours_by_family_and_balancing(mtl_run, tmp_path):
+    """The report's embedded data (not its text: every page inlines dashboard.js and the
+    grammar, which name every family and method) holds the sharing / balancing view, one
+    trace per category per colouring, each point a trial whose record has that category."""
     out = tmp_path / "report.html"
     nasmt("report", mtl_run, "--out", out)
-    html = out.read_text(encoding="utf-8")
-    for word in ("sharing family", "balancing method", "mmoe", "ple", "tree", "pcgrad", "uncertainty", "mgda"):
-        assert word in html, word
+    p = page_payload(out.read_text(encoding="utf-8"))
+    recs = {r.number: r for r in _complete(mtl_run)}
+    want = {key: {n: r.metrics[key] for n, r in recs.items()} for key in ("sharing", "balance")}
+    assert {want["sharing"][n] for n in (0, 1, 2)} == {"mmoe", "ple", "tree"}
+    assert {want["balance"][n] for n in (0, 1, 2)} == {"pcgrad", "uncertainty", "mgda"}
+    fig = p["figures"]["sharing"]
+    buttons = fig["layout"]["updatemenus"][0]["buttons"]
+    assert [b["label"] for b in buttons] == ["colour by sharing family", "colour by balancing method"]
+    traces = fig["data"]
+    for b, (key, other) in zip(buttons, [("sharing", "balance"), ("balance", "sharing")]):
+        shown = [t for t, v in zip(traces, b["args"][0]["visible"]) if v]
+        got: dict[int, str] = {}
+        for t in shown:
+            for _g, number, name, other_value, _run in t["customdata"]:
+                assert number not in got, f"trial {number} drawn twice when colouring by {key}"
+                got[number] = t["name"]
+                assert name == t["name"]
+                assert other_value == want[other][number], (key, number)
+        assert got == want[key], key  # every complete trial once, in its record's category
+        # at the Pareto view's place: x = mean error, y = parameters (the run's objectives)
+        pts = figure_points({"data": shown})
+        for n, r in recs.items():
+            ((x, y),) = pts[n]
+            assert x == pytest.approx(r.metrics["mean_error"], rel=1e-5) and y == r.metrics["params"], n
+        assert len({t["marker"]["color"] for t in shown}) == len(shown), "one colour per category"
+    # the default view (first button) is the sharing family
+    assert [t["visible"] for t in traces] == buttons[0]["args"][0]["visible"]
+    # the table carries the same two columns
+    rows = {r["number"]: r for r in table_rows(p)}
+    for n, r in recs.items():
+        assert (rows[n]["sharing"], rows[n]["balance"]) == (r.metrics["sharing"], r.metrics["balance"]), n
 
 
 def _trained(run: Path, number: int) -> tuple[ArchSpec, torch.nn.Module]:
@@ -116,11 +151,23 @@ def test_export_runs_without_nasmt_matches_and_onnx(mtl_run, tmp_path, number, f
         want = {k: v.numpy() for k, v in model(torch.from_numpy(x)).items()}
     np.save(tmp_path / "x.npy", x)
     py = venv_without_nasmt(tmp_path / "venv")
+    tasks = sorted(d.name for d in (out / "tasks").iterdir())
+    assert tasks == sorted(want)
+    # the full model.py, then every tasks/<task>/model.py (each loaded from its own folder,
+    # with the weights beside it), all in one process that cannot import nasmt
     script = (
-        "import numpy as np, torch\ntorch.set_num_threads(1)\nimport model\nnet = model.load()\n"
+        "import importlib.util, sys\nimport numpy as np, torch\ntorch.set_num_threads(1)\n"
         f"x = torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r}))\n"
-        "with torch.no_grad():\n    out = net(x)\n"
-        f"np.savez({str(tmp_path / 'got.npz')!r}, **{{k: v.numpy() for k, v in out.items()}})\n"
+        "def run(path, mod_name, dest):\n"
+        "    spec = importlib.util.spec_from_file_location(mod_name, path)\n"
+        "    mod = importlib.util.module_from_spec(spec)\n"
+        "    spec.loader.exec_module(mod)\n"
+        "    net = mod.load()\n"
+        "    with torch.no_grad():\n        res = net(x)\n"
+        "    np.savez(dest, **{k: v.numpy() for k, v in res.items()})\n"
+        f"run('model.py', 'model', {str(tmp_path / 'got.npz')!r})\n"
+        f"for t in {tasks!r}:\n"
+        f"    run(f'tasks/{{t}}/model.py', f'model_{{t}}', {str(tmp_path)!r} + f'/got_{{t}}.npz')\n"
     )
     p = run_without_nasmt(py, script, out)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -128,6 +175,11 @@ def test_export_runs_without_nasmt_matches_and_onnx(mtl_run, tmp_path, number, f
     assert set(got.files) == set(want)
     for k in want:
         assert float(np.abs(got[k] - want[k]).max()) == 0.0, k  # same ops, same weights
+    for t in tasks:  # a task's own model: only that task's output, the full model's for it
+        sub = np.load(tmp_path / f"got_{t}.npz")
+        assert sub.files == [t], t
+        assert sub[t].shape == want[t].shape, t
+        assert float(np.abs(sub[t] - want[t]).max()) == 0.0, t  # the same modules and weights
     src = (out / "model.py").read_text()
     assert ("class MMoE" in src) and ("class PLE" in src)
     if family == "tree":
