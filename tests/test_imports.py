@@ -10,7 +10,7 @@ PKG = Path(__file__).resolve().parent.parent / "nasmt"
 # The data path, bottom to top: a module may import its own layer or a lower one.
 LAYERS = ["errors", "cache", "space", "model", "data", "train", "quant", "run", "search", "baselines", "report",
           "export", "cli"]
-MAX_MODULE_LINES = 500  # the hard limit; the README lists any module over 400
+MAX_MODULE_LINES = 400  # the figure the README states ("No Python module is over 400 lines")
 
 
 def _modules() -> dict[str, Path]:

@@ -154,8 +154,10 @@ def test_sandwich_training_lowers_largest_and_smallest_loss(people):
                        n_random=1)
     after = [candidate_loss(bank, s, suite, data) for s in (bank.largest, bank.smallest)]
     assert r["steps"] == 40 and r["candidates_per_step"] == 3
-    assert after[0] < 0.9 * before[0], (before, after)
-    assert after[1] < 0.98 * before[1], (before, after)
+    # measured: largest 3.10 -> 1.49, smallest 3.16 -> 1.61; training the largest alone
+    # leaves the smallest at 3.01 (its slices move, its own use of them is not trained)
+    assert after[0] < 0.7 * before[0], (before, after)
+    assert after[1] < 0.7 * before[1], (before, after)
 
 
 def test_bn_recalibration_is_the_cumulative_batch_statistics(mm):
