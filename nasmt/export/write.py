@@ -161,7 +161,9 @@ def _trained_model(run_dir: Path, run: dict, rec, spec: ArchSpec, suite, data: P
     if retrain_epochs:
         settings = {k: run["config"][k] for k in RETRAIN_KEYS if run["config"].get(k) is not None}
         settings.update(spec.train_overrides())  # the grammar's train rule (balance, lr, wd) wins
-        retrain = train(model, suite, data, TrainConfig(epochs=retrain_epochs, seed=seed, **settings))
+        tc = TrainConfig(epochs=retrain_epochs, seed=seed, **settings)
+        retrain = {**train(model, suite, data, tc), "lr": tc.lr, "weight_decay": tc.weight_decay,
+                   "batch_size": tc.batch_size}  # the settings it trained with (the train rule's where it has one)
     else:
         weights = trial_dir(run_dir, number) / ((rec.final or {}).get("weights") or WEIGHTS_FILE)
         if not weights.exists():

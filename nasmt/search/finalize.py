@@ -2,9 +2,10 @@
 
 Every feasible Pareto trial of the run is trained again from scratch for N epochs on
 the suite's whole training split (same architecture, batch size, learning rate and
-seed as in the search), then evaluated on validation and test (under its quantization
-policy's simulation, as in the search). The result is stored as the trial's `final`
-record (trials.jsonl keeps one line per trial) with its weights in
+seed as in the search; the grammar's train rule's balancing, lr and wd where it has
+one), then evaluated on validation and test (under its quantization policy's
+simulation, as in the search). The result is stored as the trial's `final` record
+(trials.jsonl keeps one line per trial; `final.train` the settings used) with its weights in
 `trials/NNNNN/final.safetensors`. Export `--pick` chooses among finalized trials by
 their final validation metrics when any exist; the report shows both budgets.
 """
@@ -54,13 +55,15 @@ def finalize_trial(rec: TrialRecord, cfg: dict, suite, data, epochs: float, run_
     model = build(spec)
     settings = {"batch_size": int(cfg.get("batch_size", 128)), "lr": float(cfg.get("lr", 3e-3)),
                 **spec.train_overrides()}  # the grammar's train rule (balance, lr, wd) wins over the run's
-    tr = train(model, suite, data, TrainConfig(epochs=epochs, seed=seed, **settings))
+    tc = TrainConfig(epochs=epochs, seed=seed, **settings)
+    tr = train(model, suite, data, tc)
     val = _evaluate(model, spec, suite, data, "val")
     costs = {k: v for k, v in rec.metrics.items() if k not in val and not isinstance(v, str)}
     atomic_write_bytes(trial_dir(run_dir, rec.number) / FINAL_WEIGHTS,
                        save({k: v.contiguous() for k, v in model.state_dict().items()}))
     final = {
         "epochs": epochs, "steps": tr["steps"], "train_s": tr["train_time_s"], "weights": FINAL_WEIGHTS,
+        "train": {"lr": tc.lr, "weight_decay": tc.weight_decay, "balance": tr["balance"], "batch_size": tc.batch_size},
         "metrics": {**costs, **val}, "test": _evaluate(model, spec, suite, data, "test"), "finished_at": time.time(),
     }
     return replace(rec, final=final)
