@@ -6,12 +6,15 @@ Routes (nothing else is served; any other path, `..` tricks included, is a 404):
     /static/plotly.min.js   plotly.js from the installed plotly package
 
 The server re-reads a run only when its run.json or trials.jsonl changed (mtime, size),
-so polling every few seconds costs a stat() per file. Binds 127.0.0.1 by default.
+so polling every few seconds costs a stat() per file. Binds 127.0.0.1 by default; any
+other than a loopback address (`--host 0.0.0.0`) serves the runs to whoever reaches the
+port, with no authentication, and `serve` says so in one warning line on stderr.
 """
 
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import sys
 import threading
 from http import HTTPStatus
@@ -145,10 +148,35 @@ def url_of(srv: ThreadingHTTPServer) -> str:
     return f"http://{shown}:{port}/"
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` reaches this machine only: "localhost" or a loopback address
+    (127.0.0.0/8, ::1). Any other name or address is treated as reachable from outside."""
+    h = str(host).strip().strip("[]").rstrip(".").lower()
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str, bound: str, port: int) -> str | None:
+    """The one warning line for a server listening beyond this machine (None on loopback).
+    `bound` is the address the socket actually bound (a name given as --host resolved)."""
+    if is_loopback(host) or is_loopback(bound):
+        return None
+    return (f"nasmt dashboard: warning: --host {host} is not a loopback address: anyone who can reach "
+            f"port {port} can read these runs (paths, grammar, metrics); there is no authentication")
+
+
 def serve(runs: list[Path], host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, objectives: str | None = None) -> None:
-    """Serve the live dashboard of `runs` until interrupted (Ctrl-C)."""
+    """Serve the live dashboard of `runs` until interrupted (Ctrl-C); one warning line on
+    stderr when `host` is not a loopback address."""
     srv = make_server(runs, host=host, port=port, objectives=objectives)
     url = url_of(srv)
+    warning = exposure_warning(host, str(srv.server_address[0]), srv.server_address[1])
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     print(f"nasmt dashboard: serving {', '.join(str(r) for r in runs)} at {url}  (Ctrl-C to stop)", flush=True)
     try:
         srv.serve_forever(poll_interval=SHUTDOWN_POLL_S)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import time
 
 import pytest
 
@@ -173,3 +174,35 @@ def test_page_reads_table_columns_by_key(driver, tiny_run, tmp_path):
     best = min(t.metrics["mean_error"] for t in read_trials(tiny_run) if t.status == TrialStatus.COMPLETE)
     cards = driver.execute_script("return document.getElementById('cards').textContent")
     assert f"{best:.4g}best mean error" in cards
+
+
+def _dom_order(driver) -> list[str]:
+    """The trial numbers of the table's rows, in the order the DOM holds them."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#trial-table tbody tr')).map(r => r.dataset.trial)")
+
+
+def _click_header_until(driver, title: str, want: list[str], timeout: float = 10) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, f"#trial-table thead th[title='{title}']").click()
+    end = time.monotonic() + timeout
+    while (got := _dom_order(driver)) != want and time.monotonic() < end:
+        time.sleep(0.1)
+    assert got == want, f"after clicking {title!r}: rows {got}, want {want}"
+
+
+def test_browser_header_click_sorts_the_table_by_that_column(driver, dashboard, tiny_run):
+    """A real click on the "parameters" header puts the rows in ascending parameter order,
+    a second click in descending order (trial number breaks ties; the data decides)."""
+    _open(driver, dashboard(tiny_run))
+    trials = read_trials(tiny_run)
+    by_number = [str(t.number) for t in trials]
+    assert _dom_order(driver) == by_number  # the page opens sorted by trial number
+    rows = [t for t in trials if t.metrics.get("params") is not None]
+    missing = [str(t.number) for t in trials if t.metrics.get("params") is None]  # last either way
+    ascending = [str(t.number) for t in sorted(rows, key=lambda t: (t.metrics["params"], t.number))] + missing
+    descending = [str(t.number) for t in sorted(rows, key=lambda t: (-t.metrics["params"], t.number))] + missing
+    assert ascending != by_number, "the run's parameter order must differ from its trial order"
+    _click_header_until(driver, "sort by parameters", ascending)
+    _click_header_until(driver, "sort by parameters", descending)

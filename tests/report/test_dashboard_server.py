@@ -11,9 +11,11 @@ from dataclasses import replace
 
 import pytest
 
-from dashboard_helpers import EVIL_ERROR, EVIL_GRAMMAR, EVIL_NUMBER, EVIL_TASK, EVIL_TASK2, get, make_evil, serving
+from dashboard_helpers import (EVIL_ERROR, EVIL_GRAMMAR, EVIL_NUMBER, EVIL_TASK, EVIL_TASK2, free_port, get, make_evil,
+                               page_payload, serving, start_dashboard, stop)
 from nasmt.errors import RunDirError, UserError
-from nasmt.report.dashboard import make_server, serve
+from nasmt.report import plotly_js
+from nasmt.report.dashboard import is_loopback, make_server, serve
 from nasmt.run import TrialStatus, append_record, read_trials
 
 
@@ -38,14 +40,62 @@ def test_binds_localhost_by_default(tiny_run):
         srv.server_close()
 
 
+WARNING = "is not a loopback address"
+
+
+@pytest.mark.parametrize("host, loopback", [
+    ("localhost", True), ("LOCALHOST.", True), ("127.0.0.1", True), ("127.8.0.3", True), ("::1", True),
+    ("[::1]", True), ("0.0.0.0", False), ("::", False), ("192.168.1.20", False), ("example.org", False),
+])
+def test_is_loopback(host, loopback):
+    assert is_loopback(host) is loopback
+
+
+def _page_from(addr) -> dict:
+    st, _, body = get(addr, "/")
+    assert st == 200
+    return page_payload(body.decode("utf-8"))
+
+
+def test_cli_warns_once_when_serving_beyond_loopback(tiny_run):
+    port = free_port()
+    p = start_dashboard(tiny_run, port, host="0.0.0.0")
+    try:
+        assert _page_from(("127.0.0.1", port))["mode"] == "live"  # 0.0.0.0 includes loopback
+    finally:
+        err = stop(p)
+    lines = [ln for ln in err.splitlines() if WARNING in ln]
+    assert len(lines) == 1, f"want one warning line on stderr, got: {err!r}"
+    line = lines[0]
+    assert line.startswith("nasmt dashboard: warning: --host 0.0.0.0 ") and f"port {port}" in line
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2"])
+def test_cli_binds_where_asked_and_stays_quiet_on_loopback(tiny_run, host):
+    port = free_port()
+    p = start_dashboard(tiny_run, port, host=host)
+    try:
+        page = _page_from((host, port))
+        assert [r["number"] for r in _rows(page)] == [t.number for t in read_trials(tiny_run)]
+        if host != "127.0.0.1":  # bound to that address only: not reachable on another one
+            with pytest.raises(ConnectionRefusedError):
+                get(("127.0.0.1", port), "/")
+    finally:
+        err = stop(p)
+    assert WARNING not in err and "warning" not in err.lower()
+
+
 def test_routes_and_path_traversal(server, tiny_run):
     st, h, body = get(server, "/")
     assert st == 200 and h["Content-Type"].startswith("text/html")
     page = body.decode()
     assert '<script src="/static/plotly.min.js"></script>' in page
-    assert 'id="nasmt-data"' in page and '"mode":"live"' in page
+    embedded = page_payload(page)
+    assert embedded["mode"] == "live"
+    assert [r["number"] for r in _rows(embedded)] == [t.number for t in read_trials(tiny_run)]
     st, h, body = get(server, "/static/plotly.min.js")
-    assert st == 200 and b"plotly" in body[:300].lower()
+    assert st == 200 and body.decode("utf-8") == plotly_js()
     st, h, body = get(server, "/api/data")
     assert st == 200 and h["Content-Type"].startswith("application/json")
     data = json.loads(body)
