@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 import sys
 import time
@@ -31,7 +30,9 @@ from nasmt.search.lock import hold_run_lock
 from nasmt.search.searcher import NasmtSearcher
 from nasmt.search.sink import start_sink
 from nasmt.search.space import define_space
-from nasmt.search.study import StudyAdapter, make_sampler
+from nasmt.search.samplers import make_sampler
+from nasmt.search.schedulers import make_scheduler
+from nasmt.search.study import StudyAdapter
 from nasmt.search.trial import run_trial
 
 RESUME_SEED_STRIDE = 1000  # session k of a run samples with seed + 1000 k: no replayed proposals
@@ -167,23 +168,6 @@ class CapacityStopper(Stopper):
         return self.lost is not None
 
 
-def _scheduler(cfg: SearchConfig, objectives):
-    """asha: ASHA on validation mean_error (Ray's); mo-asha: over all the objectives."""
-    kind = cfg.early_scheduler
-    if kind is None or cfg.steps is not None or cfg.epochs < 2:
-        return None
-    if kind == "mo-asha":
-        from nasmt.search.mo_asha import MOASHAScheduler
-
-        return MOASHAScheduler(objectives, max_epochs=int(math.ceil(cfg.epochs)), min_epochs=cfg.min_epochs,
-                               reduction_factor=cfg.reduction_factor)
-    from ray.tune.schedulers import ASHAScheduler
-
-    return ASHAScheduler(metric="mean_error", mode="min", time_attr="training_iteration",
-                         max_t=int(math.ceil(cfg.epochs)), grace_period=cfg.min_epochs,
-                         reduction_factor=cfg.reduction_factor)
-
-
 def _say(quiet: bool):
     return (lambda msg: None) if quiet else (lambda msg: print(msg, flush=True))
 
@@ -287,7 +271,7 @@ def _tuner(cfg, out: Path, grammar, suite, objectives, data, conc: int, done: in
     ctx = TrialContext.from_config(cfg, grammar, suite, objectives, sink=sink)
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
                                     {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
-    scheduler = _scheduler(cfg, objectives)
+    scheduler = make_scheduler(cfg, objectives)
     capacity = CapacityStopper(cfg.cpus_per_trial, cfg.gpus_per_trial)
     return capacity, tune.Tuner(
         trainable,

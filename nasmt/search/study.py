@@ -5,53 +5,17 @@ user attrs)."""
 
 from __future__ import annotations
 
-import functools
 import warnings
 from pathlib import Path
 
-from nasmt.errors import UserError
 from nasmt.run import JOURNAL_FILE, Objective
-from nasmt.search.config import SAMPLERS, STUDY_NAME
-
-STARTUP_FRACTION = 3  # TPE / NSGA-II / evolution: a third of the trials (4..10 / 4..50) explores at random first
-
-
-def population_size(trials: int) -> int:
-    """The random initial population of the genetic samplers (NSGA-II, evolution)."""
-    return max(4, min(50, trials // STARTUP_FRACTION))
+from nasmt.search.config import STUDY_NAME
 
 
 def journal_storage(run_dir: Path):
     import optuna
 
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(Path(run_dir) / JOURNAL_FILE)))
-
-
-def make_sampler(name: str, seed: int, trials: int, max_bytes=None, max_latency_ms=None):
-    import optuna
-
-    from nasmt.quant import constraints_func
-
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    cons = None
-    if max_bytes is not None or max_latency_ms is not None:
-        cons = functools.partial(constraints_func, max_bytes=max_bytes, max_latency_ms=max_latency_ms)
-        # Optuna 5 deprecates constraints_func (in favour of Trial.set_constraint) but still honours it
-        warnings.filterwarnings("ignore", message=".*constraints_func.*", category=FutureWarning)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=seed, multivariate=True, group=True, constant_liar=True,
-            n_startup_trials=max(4, min(10, trials // STARTUP_FRACTION)), constraints_func=cons,
-        )
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size(trials), constraints_func=cons)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "evolution":
-        from nasmt.search.evolution import EvolutionSampler
-
-        return EvolutionSampler(population_size=population_size(trials), seed=seed, constraints_func=cons)
-    raise UserError(f"--sampler: unknown sampler {name!r} (choose {', '.join(SAMPLERS)})")
 
 
 def name_metrics(study, objectives: list[Objective]) -> None:

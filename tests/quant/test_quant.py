@@ -155,7 +155,7 @@ def test_constraints_func_values_and_optuna():
     assert Q.feasible({"size_bytes": 10}, 10, None) and not Q.feasible({"size_bytes": 11}, 10, None)
 
     # the sampler records them (the searcher sets the user attr before tell)
-    from nasmt.search.study import make_sampler
+    from nasmt.search.samplers import make_sampler
 
     sampler = make_sampler("tpe", 0, 8, max_bytes=1000)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -16,11 +16,12 @@ from optuna.trial import TrialState
 from conftest import CONV_SPACE, SMALL_SUITE, TINY_SPACE, nasmt
 from nasmt.quant import COSTS_ATTR, constraints_func
 from nasmt.run import Objective
-from nasmt.search.evolution import (CROSSOVER, ENQUEUED, MUTATION, PLAN_ATTR, RANDOM, EvolutionSampler, fits, ranked,
+from nasmt.search.samplers.evolution import (CROSSOVER, ENQUEUED, MUTATION, PLAN_ATTR, RANDOM, EvolutionSampler, fits, ranked,
                                    subtrees, under)
 from nasmt.search.resume import INCOMPLETE_ATTR
 from nasmt.search.space import define_space
-from nasmt.search.study import StudyAdapter, make_sampler
+from nasmt.search.samplers import make_sampler
+from nasmt.search.study import StudyAdapter
 from nasmt.space.derive import replay
 from nasmt.space.grammar import load_grammar
 from kill_helpers import complete_numbers, journal_study, run_until, start

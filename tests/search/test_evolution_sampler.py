@@ -15,13 +15,14 @@ from optuna.distributions import FloatDistribution
 from kill_helpers import journal_study
 from nasmt.quant import COSTS_ATTR, constraints_func
 from nasmt.run import Objective
-from nasmt.search.evolution import PLAN_ATTR, EvolutionSampler, ranked
-from nasmt.search.study import StudyAdapter, make_sampler
+from nasmt.search.samplers.evolution import PLAN_ATTR, EvolutionSampler, ranked
+from nasmt.search.samplers import make_sampler
+from nasmt.search.study import StudyAdapter
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 NASMT = Path(__file__).resolve().parents[2] / "nasmt"
-EVOLUTION = NASMT / "search" / "evolution.py"
+EVOLUTION = NASMT / "search" / "samplers" / "evolution.py"
 BUDGET = functools.partial(constraints_func, max_bytes=1000)
 
 

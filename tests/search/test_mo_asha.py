@@ -6,7 +6,7 @@ import numpy as np
 
 from nasmt.run import Objective
 from nasmt.run import crowding, nondominated_ranks
-from nasmt.search.mo_asha import MOASHAScheduler, rung_keeps, worst_where_non_finite
+from nasmt.search.schedulers.mo_asha import MOASHAScheduler, rung_keeps, worst_where_non_finite
 
 SEEN = np.array([[0.30, 100_000.0], [0.35, 90_000.0], [0.32, 120_000.0]])
 

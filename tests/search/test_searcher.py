@@ -15,7 +15,8 @@ from nasmt.run import Objective
 from nasmt.search.config import NUMBER_KEY, SearchConfig, check_config
 from nasmt.search.searcher import NasmtSearcher
 from nasmt.search.space import define_space
-from nasmt.search.study import StudyAdapter, make_sampler
+from nasmt.search.samplers import make_sampler
+from nasmt.search.study import StudyAdapter
 from nasmt.space.grammar import load_grammar
 from nasmt.space.nodes import Grammar
 
