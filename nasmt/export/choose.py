@@ -41,7 +41,7 @@ def choose_trial(run_dir: Path, trial: int | None, pick: str | None, objectives:
 def _by_final(records: list[TrialRecord]) -> list[TrialRecord]:
     """The finalized front candidates judged by their final metrics, if there are any."""
     final = [r for r in records if r.is_front_candidate and r.is_finalized]
-    return [replace(r, metrics=r.best_metrics) for r in final] or records
+    return [replace(r, metrics=r.metrics_final_first) for r in final] or records
 
 
 def _choose(run_dir: Path, records: list[TrialRecord], pick: str | None, objectives: str | None) -> TrialRecord:

@@ -128,7 +128,7 @@ def drawn_metrics(rec: TrialRecord) -> dict:
     """The metrics the page draws a trial at: its full-budget finish's (validation
     metrics of the retrained network, with the same costs) where it was finalized, else
     its search's. The one place this rule lives (see the module docstring)."""
-    return rec.best_metrics
+    return rec.metrics_final_first
 
 
 def as_drawn(rec: TrialRecord) -> TrialRecord:

@@ -183,7 +183,8 @@ def hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
 
 
 def hypervolume_history(points: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Hypervolume of the first i+1 rows for every i (rows in the order trials finished).
+    """Hypervolume of the first i+1 rows for every i (rows in the order the caller gives:
+    the report passes trial-number order, i.e. the order trials started).
 
     Incremental: only a point that no front point weakly dominates changes the front,
     and only then is the (small) front's hypervolume recomputed. NaN rows and rows not

@@ -86,9 +86,10 @@ class TrialRecord:
         return bool(self.final)
 
     @property
-    def best_metrics(self) -> dict:
-        """The metrics to choose by: the full-budget finish's where present (validation
-        metrics of the retrained network, with the same costs), else the search's."""
+    def metrics_final_first(self) -> dict:
+        """The search metrics with the full-budget finish's metrics merged over them (the
+        retrained network's validation metrics where finalized; the costs stay): what
+        `export --pick` chooses by and what the report draws."""
         return {**self.metrics, **(self.final or {}).get("metrics", {})}
 
     def value(self, name: str) -> float | None:

@@ -4,7 +4,10 @@ makes the first trials follow the grouping it suggests (group and tap decisions)
 from __future__ import annotations
 
 import json
+import re
+import sys
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, nasmt
@@ -16,6 +19,9 @@ from nasmt.search.affinity import affinity_genomes, prior_trials
 from nasmt.space.derive import replay
 from nasmt.space.grammar import load_grammar
 from nasmt.space.spec import ArchSpec
+
+sys.path.append(str(ROOT / "tests" / "report"))  # the report tests' helpers (tests/ has no packages)
+from dashboard_helpers import page_payload, values  # noqa: E402
 
 PEOPLE = ROOT / "tasks" / "people.toml"
 MTL = ROOT / "search_spaces" / "mtl.grammar"
@@ -39,7 +45,9 @@ def test_affinity_command_measures_a_real_suite(tmp_path):
     # a task's own step helps itself more than it helps the others, on average (lookahead on its own loss)
     assert sum(aff["matrix"][i][i] for i in range(3)) > sum(aff["matrix"][i][j] for i in range(3) for j in range(3) if i != j) / 2
     html = (tmp_path / "aff" / "affinity.html").read_text()
-    assert "heatmap" in html
+    fig = json.loads(re.search(r'<script type="application/json" id="affinity-figure">(.*?)</script>', html, re.S)[1])
+    assert fig["data"][0]["type"] == "heatmap"
+    assert np.allclose(values(fig["data"][0]["z"]), aff["matrix"])
     assert "suggested groups" in p.stdout
 
 
@@ -83,4 +91,6 @@ def test_search_with_affinity_enqueues_the_prior_and_reports_the_heatmap(tmp_pat
     assert spec.branch("income").group is not None and spec.branch("income").group == spec.branch("marital").group
     assert spec.branch("tenure").group is None
     nasmt("report", out, "--out", tmp_path / "r.html")
-    assert "Task affinity" in (tmp_path / "r.html").read_text()
+    heat = page_payload((tmp_path / "r.html").read_text())["affinity"][0]["figure"]["data"][0]
+    assert heat["type"] == "heatmap"
+    assert np.allclose(values(heat["z"]), [[0.0, 0.8, -0.3], [0.8, 0.0, -0.3], [-0.3, -0.3, 0.0]])

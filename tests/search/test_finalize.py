@@ -87,7 +87,7 @@ def test_report_shows_search_budget_and_final_side_by_side(mo_run):
     # the report's fronts stand on the final metrics where a trial has them
     from dataclasses import replace
 
-    best = [replace(t, metrics=t.best_metrics) for t in read_trials(out)]
+    best = [replace(t, metrics=t.metrics_final_first) for t in read_trials(out)]
     assert ctx.fronts[0] == {t.number for t in pareto_trials(best, ctx.objectives)}
     keys = [c.key for c in tab.columns]
     assert {"final.mean_error", "final.params", "final.test.mean_error"} <= set(keys)
