@@ -1,13 +1,26 @@
 """Shared fixtures. `tiny_run` is one real Ray Tune + Optuna search on real MultiMNIST
 (tiny grammar, few steps), run once per test session and shared read-only by the
-report / export / dashboard tests. Tests that change a run copy it first."""
+report / export / dashboard tests. Tests that change a run copy it first.
+
+`shared_ray` is one Ray cluster (`ray start --head`, this machine's CPUs, a private temp
+folder, its own process group) for the session's searches that only need *a* local
+cluster: they pass `*shared_ray` (`--address HOST:PORT`) and skip starting one of their
+own (measured: a search's fresh local cluster costs 5-20 s on a busy 2-core machine).
+Searches that test local-cluster behaviour, SIGKILL a driver (kill_helpers) or build
+their own cluster (test_cluster) do not use it. Once it is up, every `nasmt(...)` call
+sets RAY_AUTH_MODE=token (Ray 2.60's `ray start` clusters want the token; a fresh local
+cluster works with it too), so resuming a run recorded against it joins it again."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -22,9 +35,13 @@ TINY_SPACE = ROOT / "search_spaces" / "tiny.grammar"
 CONV_SPACE = ROOT / "search_spaces" / "conv.grammar"
 
 
+_SHARED_RAY_ENV: dict = {}  # set once the shared cluster is up
+
+
 def nasmt(*args, check=True, timeout=600, env=None) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess."""
     e = dict(os.environ)
+    e.update(_SHARED_RAY_ENV)
     e.update(env or {})
     p = subprocess.run(
         [sys.executable, "-m", "nasmt.cli", *map(str, args)],
@@ -66,12 +83,75 @@ def small_conv_net(data, seed: int = 0):
     return build(small_conv_spec(data))
 
 
+def _ray_is_up(address: str, env: dict) -> bool:
+    code = "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); assert ray.cluster_resources().get('CPU')"
+    return subprocess.run([sys.executable, "-c", code, address], env=env, capture_output=True).returncode == 0
+
+
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
+def shared_ray():
+    """["--address", HOST:PORT] of the session's shared Ray cluster (see the module docstring)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="nasmt-ray-")  # short: Ray's socket paths live under it
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    ray = str(Path(sys.executable).with_name("ray"))
+    head = subprocess.Popen(
+        [ray, "start", "--head", f"--port={port}", "--include-dashboard=false", "--disable-usage-stats",
+         f"--temp-dir={temp}", "--block"],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300  # only bounds a cluster that never comes up
+        while not _ray_is_up(address, env):
+            assert head.poll() is None, f"ray start exited with {head.returncode}"
+            assert time.monotonic() < deadline, "the shared Ray cluster never came up"
+            time.sleep(1)
+        _SHARED_RAY_ENV["RAY_AUTH_MODE"] = "token"
+        yield ["--address", address]
+    finally:
+        _SHARED_RAY_ENV.clear()
+        _kill_session(head)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _kill_session(p: subprocess.Popen) -> None:
+    """SIGKILL `p`'s process group, then whatever else lives in its session (Ray's
+    workers put themselves in process groups of their own, but stay in the session)."""
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    p.wait(timeout=60)
+    for _ in range(100):
+        left = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{name}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2:].split()
+            if int(fields[3]) == p.pid and fields[0] != "Z":
+                left.append(int(name))
+        if not left:
+            return
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, shared_ray) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
     nasmt(
         "search", "--space", CONV_SPACE, "--tasks", SMALL_SUITE, "--objectives", "mean_error,params",
-        "--trials", 4, "--steps", 30, "--out", out, "--seed", 1, "--sampler", "random",
+        "--trials", 4, "--steps", 30, "--out", out, "--seed", 1, "--sampler", "random", *shared_ray,
     )
     return out
 

@@ -3,7 +3,8 @@ runs on the worker node, and the worker runs in a private mount namespace with a
 over the run directory's parent, so it cannot see the driver's disk (as two machines
 without a shared filesystem). Needs root (CI runs as root) for `unshare -m`.
 
-Also: a SIGKILLed worker raylet mid-search, and a stale `ray_current_cluster` file."""
+Also: a SIGKILLed worker raylet mid-search, and a stale `ray_current_cluster` file (that
+one needs neither root nor unshare, and always runs)."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ ENV = {
     "RAY_health_check_failure_threshold": "3", "RAY_health_check_initial_delay_ms": "0",
 }
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
-                                reason="needs root and unshare for a worker node with its own mount namespace")
+needs_unshare = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                                   reason="needs root and unshare for a worker node with its own mount namespace")
 
 
 def _free_port() -> int:
@@ -130,6 +131,7 @@ def _search(cluster, out, *extra):
                  "--address", cluster.address, *extra, env=ENV)
 
 
+@needs_unshare
 def test_two_node_search_without_a_shared_filesystem(cluster):
     out = cluster.base / "run"
     r = _search(cluster, out, "--trials", 3, "--steps", 10)
@@ -143,19 +145,22 @@ def test_two_node_search_without_a_shared_filesystem(cluster):
     assert (cluster.base / "exported" / "model.py").exists()
 
 
+@needs_unshare
 def test_node_death_stops_cleanly_and_resume_completes(cluster):
     out = cluster.base / "run-kill"
+    # trial 0 sleeps 0.5 s per step (fault `slow`: >= 20 s), so it is surely training when
+    # its spec.json shows up and the worker node is killed: an event, not a clock
     args = ["search", "--space", TINY_SPACE, "--tasks", SMALL_SUITE, "--sampler", "random", "--out", out,
-            "--address", cluster.address, "--trials", 3, "--steps", 300, "--max-failures", 1]
+            "--address", cluster.address, "--trials", 3, "--steps", 40, "--max-failures", 1,
+            "--inject-fault", "slow@0"]
     p = subprocess.Popen(
         [sys.executable, "-m", "nasmt.cli", *map(str, args)],
         cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while not (out / "trials").exists() or not list((out / "trials").glob("*/spec.json")):
+        while not (trial_dir(out, 0) / "spec.json").exists():
             assert p.poll() is None and time.monotonic() < deadline, p.stdout.read() if p.poll() is not None else "timeout"
             time.sleep(0.2)
-        time.sleep(0.5)  # training is under way
         os.kill(cluster.raylet_of(cluster.workers[-1]), signal.SIGKILL)
         log, _ = p.communicate(timeout=180)
     finally:
@@ -166,6 +171,7 @@ def test_node_death_stops_cleanly_and_resume_completes(cluster):
     assert len(stop_lines) == 1 and "no capacity left" in stop_lines[0] and "--resume" in stop_lines[0], log
     trials = read_trials(out)
     died = [t for t in trials if t.status == TrialStatus.FAILED and t.error.startswith("node died")]
+    assert 0 in {t.number for t in died}, [(t.number, t.error) for t in trials]
     assert died and all(t.interrupted and not t.counts_as_failure for t in died), [(t.number, t.error) for t in trials]
     assert not [t for t in trials if t.counts_as_failure], "a node death counted toward --max-failures 1"
     # a new worker node joins; resume finishes the search on it
