@@ -73,6 +73,21 @@ def _add_search_args(p: argparse.ArgumentParser, quick: bool = False):
     p.add_argument("--affinity", default=None, metavar="DIR",
                    help="a folder written by `nasmt affinity`: the first quarter of the trials follow its task "
                    "grouping (group and tap decisions); needs a grammar with task groups (search_spaces/mtl.grammar)")
+    p.add_argument("--oneshot", action="store_true",
+                   help="one-shot search: train one weight-sharing supernet, then score --trials candidates with "
+                   "inherited weights (thousands per training), then finish the front with --final-epochs")
+    p.add_argument("--supernet-epochs", type=int, default=4,
+                   help="--oneshot: epochs of sandwich-rule supernet training (default %(default)s)")
+    p.add_argument("--supernet-workers", type=int, default=1,
+                   help="--oneshot: Ray Train workers training the supernet data-parallel (default %(default)s)")
+    p.add_argument("--supernet-random", type=int, default=2,
+                   help="--oneshot: random candidates per training step besides the largest and smallest "
+                   "(default %(default)s)")
+    p.add_argument("--candidate-batch", type=int, default=64,
+                   help="--oneshot: candidates asked and scored per round (default %(default)s)")
+    p.add_argument("--finish", default="finetune", choices=["finetune", "scratch"],
+                   help="--oneshot: --final-epochs fine-tunes the front from inherited weights or trains it from "
+                   "scratch (default %(default)s)")
     p.add_argument("--inject-fault", dest="fault", default=None, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--baselines", action="store_true",
@@ -92,6 +107,8 @@ def _search_config(a):
         max_bytes=a.max_bytes, max_latency_ms=a.max_latency_ms, latency_batch=a.latency_batch,
         qat_steps=a.qat_steps, measure_latency=a.measure_latency, storage=a.storage,
         enqueue=tuple(a.enqueue), warm_start=tuple(a.warm_start), affinity=a.affinity,
+        oneshot=a.oneshot, supernet_epochs=a.supernet_epochs, supernet_workers=a.supernet_workers,
+        supernet_random=a.supernet_random, candidate_batch=a.candidate_batch, finish=a.finish,
     )
 
 

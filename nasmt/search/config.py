@@ -48,6 +48,13 @@ class SearchConfig:
     enqueue: tuple[str, ...] = ()  # architectures to evaluate first (arch.json / spec.json / genome files)
     warm_start: tuple[str, ...] = ()  # earlier runs whose complete trials seed the study
     affinity: str | None = None  # a folder holding affinity.json: its task grouping seeds the first trials
+    # one-shot search (nasmt.search.oneshot): --trials candidates scored on one supernet's weights
+    oneshot: bool = False
+    supernet_epochs: int = 4  # sandwich-rule training of the supernet, in epochs over the train split
+    supernet_workers: int = 1  # Ray Train workers (data-parallel) training the supernet
+    supernet_random: int = 2  # random candidates per step besides the largest and the smallest
+    candidate_batch: int = 64  # candidates asked and scored per round (Ray tasks)
+    finish: str = "finetune"  # phase 3: fine-tune the front from inherited weights, or train it from scratch
 
     @property
     def early_scheduler(self) -> str | None:
@@ -106,6 +113,34 @@ def check_config(cfg: SearchConfig) -> None:
     _positive(cfg.min_epochs, "--min-epochs", at_least_one=True)
     if not cfg.reduction_factor > 1:
         raise UserError(f"--reduction-factor: must be greater than 1 (got {cfg.reduction_factor})")
+    if cfg.oneshot:
+        check_oneshot_config(cfg)
     if cfg.early_scheduler is not None and (cfg.steps is not None or cfg.epochs < 2 * cfg.min_epochs):
         flag = f"--scheduler {cfg.scheduler}" if cfg.scheduler != "fifo" else "--early-stop"
         raise UserError(f"{flag}: needs an --epochs budget of at least 2 x --min-epochs (its rungs are epochs)")
+
+
+FINISHES = ("finetune", "scratch")
+
+
+def check_oneshot_config(cfg: SearchConfig) -> None:
+    """The flags a one-shot search cannot serve, one line each (why, and what instead)."""
+    _positive(cfg.supernet_epochs, "--supernet-epochs", at_least_one=True)
+    _positive(cfg.supernet_workers, "--supernet-workers", at_least_one=True)
+    if cfg.supernet_random < 0:
+        raise UserError(f"--supernet-random: must be 0 or more (got {cfg.supernet_random})")
+    _positive(cfg.candidate_batch, "--candidate-batch", at_least_one=True)
+    if cfg.finish not in FINISHES:
+        raise UserError(f"--finish: unknown finish {cfg.finish!r} (choose {', '.join(FINISHES)})")
+    if cfg.early_scheduler is not None:
+        flag = f"--scheduler {cfg.scheduler}" if cfg.scheduler != "fifo" else "--early-stop"
+        raise UserError(f"{flag}: not with --oneshot (candidates inherit weights and are not trained, so there is "
+                        f"no training to stop early)")
+    if cfg.qat_steps:
+        raise UserError("--qat-steps: not with --oneshot (inherited candidates are scored with their quantization "
+                        "simulated on the supernet's weights, without per-candidate fine-tuning)")
+    if cfg.warm_start:
+        raise UserError("--warm-start: not with --oneshot (an earlier run's trials were trained on their own; "
+                        "their metrics are not comparable with inherited ones)")
+    if cfg.fault:
+        raise UserError("--inject-fault: not with --oneshot")

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from ray.tune.stopper import Stopper
@@ -183,6 +183,10 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
     else:
         check_out_dir(out)
         done, failed = 0, 0
+    if cfg.oneshot:  # one supernet, inherited-weight candidates (nasmt.search.oneshot)
+        from nasmt.search.oneshot.driver import run_oneshot
+
+        return run_oneshot(replace(cfg, out=str(out)), resume, done, failed)
     grammar, suite, objectives, data = prepare(cfg)
     target = cfg.trials
     if done >= target:

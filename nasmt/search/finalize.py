@@ -1,7 +1,8 @@
 """Full-budget finish (`--final-epochs N` on search, `nasmt finalize RUN --epochs N`).
 
-Every feasible Pareto trial of the run is trained again from scratch for N epochs on
-the suite's whole training split (same architecture, batch size, learning rate and
+Every feasible Pareto trial of the run is trained again for N epochs (from scratch; a
+one-shot run's inherited candidates are fine-tuned from their inherited weights unless
+it chose `--finish scratch`) on the suite's whole training split (same architecture, batch size, learning rate and
 seed as in the search; the grammar's train rule's balancing, lr and wd where it has
 one), then evaluated on validation and test (under its quantization policy's
 simulation, as in the search). The result is stored as the trial's `final` record
@@ -40,7 +41,10 @@ def _evaluate(model, spec, suite, data, split: str) -> dict:
         return evaluate(model, suite, data, split)
 
 
-def finalize_trial(rec: TrialRecord, cfg: dict, suite, data, epochs: float, run_dir: Path) -> TrialRecord:
+def finalize_trial(rec: TrialRecord, cfg: dict, suite, data, epochs: float, run_dir: Path,
+                   init: dict | None = None) -> TrialRecord:
+    """Train `rec`'s architecture `epochs` epochs (from the weights `init` when given: a
+    one-shot candidate's inherited ones, else from scratch) and record its `final`."""
     import torch
     from safetensors.torch import save
 
@@ -53,6 +57,8 @@ def finalize_trial(rec: TrialRecord, cfg: dict, suite, data, epochs: float, run_
     seed = int(cfg.get("seed", 0)) * SEED_STRIDE + rec.number
     torch.manual_seed(seed)
     model = build(spec)
+    if init is not None:
+        model.load_state_dict(init)
     settings = {"batch_size": int(cfg.get("batch_size", 128)), "lr": float(cfg.get("lr", 3e-3)),
                 **spec.train_overrides()}  # the grammar's train rule (balance, lr, wd) wins over the run's
     tc = TrainConfig(epochs=epochs, seed=seed, **settings)
@@ -63,6 +69,7 @@ def finalize_trial(rec: TrialRecord, cfg: dict, suite, data, epochs: float, run_
                        save({k: v.contiguous() for k, v in model.state_dict().items()}))
     final = {
         "epochs": epochs, "steps": tr["steps"], "train_s": tr["train_time_s"], "weights": FINAL_WEIGHTS,
+        "start": "inherited" if init is not None else "scratch",
         "train": {"lr": tc.lr, "weight_decay": tc.weight_decay, "balance": tr["balance"], "batch_size": tc.batch_size},
         "metrics": {**costs, **val}, "test": _evaluate(model, spec, suite, data, "test"), "finished_at": time.time(),
     }
@@ -85,9 +92,10 @@ def finalize_run(run_dir: Path, epochs: float, say=print) -> list[TrialRecord]:
     suite = suite_from_json(run["suite"], file=run.get("suite_file", "<run>"))
     data = load_data_cached(suite)
     done = []
+    inits = _inherited_weights(run_dir, run, front, data)
     for rec in front:
         t0 = time.time()
-        new = finalize_trial(rec, run.get("config", {}), suite, data, epochs, run_dir)
+        new = finalize_trial(rec, run.get("config", {}), suite, data, epochs, run_dir, inits.get(rec.number))
         replace_records(run_dir, [new])
         done.append(new)
         m = new.final["metrics"]
@@ -95,3 +103,18 @@ def finalize_run(run_dir: Path, epochs: float, say=print) -> list[TrialRecord]:
             f"{rec.metrics.get('mean_error', float('nan')):.4f} -> {m.get('mean_error', float('nan')):.4f}, "
             f"test mean_error {new.final['test'].get('mean_error', float('nan')):.4f}")
     return done
+
+
+def _inherited_weights(run_dir: Path, run: dict, front: list[TrialRecord], data) -> dict[int, dict]:
+    """Trial number -> the inherited weights a one-shot run's candidates are fine-tuned
+    from (`--finish finetune`); empty for other runs and for `--finish scratch`."""
+    from nasmt.search.oneshot.bank import inherited_model, is_inherited, load_bank, recalibration_of
+    from nasmt.space.spec import ArchSpec
+
+    cfg = run.get("config", {})
+    todo = [r for r in front if is_inherited(r)]
+    if not (cfg.get("oneshot") and cfg.get("finish", "finetune") == "finetune" and todo):
+        return {}
+    bank, _, _ = load_bank(run_dir, data)
+    return {r.number: inherited_model(bank, ArchSpec.from_json(r.spec), data, recalibration_of(r)).state_dict()
+            for r in todo}
