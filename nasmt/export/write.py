@@ -152,8 +152,9 @@ def _check_out(out: Path, force: bool) -> None:
 def _trained_model(run_dir: Path, run: dict, rec, spec: ArchSpec, suite, data: PreparedData,
                    retrain_epochs: float | None, seed: int) -> tuple[O.MultiTaskNet, dict | None]:
     """The model of trial `rec` in eval mode: its full-budget (finalized) weights where
-    present, else the search's, or retrained from scratch (then also the training
-    summary: steps, epochs, time, loss)."""
+    present, else the search's (a one-shot candidate's: rebuilt from the run's supernet
+    bank), or retrained from scratch (then also the training summary: steps, epochs,
+    time, loss)."""
     number = rec.number
     torch.manual_seed(seed)
     model = build(spec)
@@ -164,12 +165,35 @@ def _trained_model(run_dir: Path, run: dict, rec, spec: ArchSpec, suite, data: P
         tc = TrainConfig(epochs=retrain_epochs, seed=seed, **settings)
         retrain = {**train(model, suite, data, tc), "lr": tc.lr, "weight_decay": tc.weight_decay,
                    "batch_size": tc.batch_size}  # the settings it trained with (the train rule's where it has one)
+    elif _inherited_only(rec):
+        model = _inherited(run_dir, rec, spec, data)
     else:
         weights = trial_dir(run_dir, number) / ((rec.final or {}).get("weights") or WEIGHTS_FILE)
         if not weights.exists():
             raise RunDirError(f"{weights}: weights of trial {number} are missing")
         model.load_state_dict(load_file(str(weights)))
     return model.eval(), retrain
+
+
+def _inherited_only(rec) -> bool:
+    """A one-shot candidate whose only weights are the supernet's (no finish of its own)."""
+    from nasmt.search.oneshot.bank import is_inherited
+
+    return is_inherited(rec) and not (rec.final or {}).get("weights")
+
+
+def _inherited(run_dir: Path, rec, spec: ArchSpec, data: PreparedData) -> O.MultiTaskNet:
+    """The evaluated network of an inherited-weight candidate, rebuilt from the run's bank:
+    its slices and its BatchNorm statistics recalibrated with the recorded settings."""
+    from nasmt.search.oneshot.bank import inherited_info, inherited_model, load_bank, read_state, recalibration_of
+
+    want = inherited_info(rec).get("supernet_epochs")
+    have = (read_state(run_dir) or {}).get("epochs_done")
+    if want is not None and have is not None and int(want) != int(have):
+        raise RunDirError(f"{run_dir}: trial {rec.number} was evaluated on the supernet after {want} epoch(s), "
+                          f"the run's bank holds {have}: its weights cannot be rebuilt (finish or retrain it)")
+    bank, _, _ = load_bank(run_dir, data)
+    return inherited_model(bank, spec, data, recalibration_of(rec))
 
 
 def _task_info(suite, data: PreparedData) -> list[dict]:

@@ -118,7 +118,7 @@ def _train_and_measure(ctx: TrialContext, number: int, spec, data) -> tuple[Tria
     from nasmt.model.build import build
     from nasmt.model.cost import cost
     from nasmt.search.faults import inject
-    from nasmt.train import TrainConfig, evaluate, train
+    from nasmt.train import TrainConfig, train
 
     seed = ctx.trial_seed(number)
     torch.manual_seed(seed)
@@ -133,14 +133,7 @@ def _train_and_measure(ctx: TrialContext, number: int, spec, data) -> tuple[Tria
         hooks.append(_EpochReport(model, spec, ctx, data, static, last_epoch=math.ceil(tc.epochs)))
     tr = train(model, ctx.suite, data, tc, hooks=hooks)
     t_eval = time.time()
-    metrics = evaluate(model, ctx.suite, data, "val", ctx.device)
-    metrics.update(static)
-    metrics.update(quant_metrics(model, spec, data, ctx, seed, static, tc.lr))
-    metrics["sharing"] = spec.sharing  # the sharing family and balancing method, for the report's colouring
-    metrics["balance"] = spec.balance
-    for t, tc_ in c["tasks"].items():
-        metrics[f"{t}.path_params"] = tc_["path_params"]
-        metrics[f"{t}.path_flops"] = tc_["path_flops"]
+    metrics = trained_metrics(model, spec, ctx, data, seed, tc.lr, c, static)
     model.cpu()
     weights = save({k: v.contiguous() for k, v in model.state_dict().items()})
     rec = TrialRecord(
@@ -153,6 +146,33 @@ def _train_and_measure(ctx: TrialContext, number: int, spec, data) -> tuple[Tria
         finished_at=time.time(),
     )
     return rec, weights
+
+
+def trained_metrics(model, spec, ctx: TrialContext, data, seed: int, lr: float, c: dict | None = None,
+                    static: dict | None = None) -> dict:
+    """The record's metrics of a trained network (a trial's, or a one-shot candidate's with
+    inherited weights): validation metrics as deployed (`quant_metrics`: under the
+    quantization policy, after QAT when `ctx.qat_steps`), the `static_costs`, feasibility,
+    the sharing family and balancing method (the report's colouring) and each task's path
+    params / FLOPs. `c` (`cost(model, spec.input_shape)`) and `static` when known already."""
+    from nasmt import quant as Q
+    from nasmt.model.cost import cost
+    from nasmt.train import evaluate
+
+    c = c if c is not None else cost(model, spec.input_shape)
+    static = static if static is not None else static_costs(model, spec, c, ctx)
+    model.eval()  # as `evaluate` leaves it, whichever branch runs
+    # fp32 validation metrics only for an fp32 policy: a quantized one's are replaced by
+    # quant_metrics' simulated ones (same keys)
+    metrics = evaluate(model, ctx.suite, data, "val", ctx.device) if Q.is_fp32(spec) else {}
+    metrics.update(static)
+    metrics.update(quant_metrics(model, spec, data, ctx, seed, static, lr))
+    metrics["sharing"] = spec.sharing  # the sharing family and balancing method, for the report's colouring
+    metrics["balance"] = spec.balance
+    for t, tc_ in c["tasks"].items():
+        metrics[f"{t}.path_params"] = tc_["path_params"]
+        metrics[f"{t}.path_flops"] = tc_["path_flops"]
+    return metrics
 
 
 def static_costs(model, spec, c: dict, ctx: TrialContext) -> dict:
