@@ -28,6 +28,19 @@ class TrialSink:
                 raise ValueError(f"TrialSink: bad file name {name!r}")
             atomic_write_bytes(d / name, data)
 
+    def write_supernet(self, blob: bytes, state: dict, extra: dict[str, bytes] | None = None) -> None:
+        """One-shot supernet checkpoint (`nasmt.search.oneshot.bank.write_checkpoint`: the
+        bank's safetensors, then its state). `extra`: further files of the supernet folder
+        (the optimizer's moments), written before both."""
+        from nasmt.search.oneshot.bank import supernet_dir, write_checkpoint
+
+        d = ensure_dir(supernet_dir(self.run_dir))
+        for name, data in (extra or {}).items():
+            if "/" in name or name.startswith("."):
+                raise ValueError(f"TrialSink: bad file name {name!r}")
+            atomic_write_bytes(d / name, data)
+        write_checkpoint(self.run_dir, blob, state)
+
 
 def start_sink(run_dir: Path):
     """The sink actor, pinned to the driver's node."""
