@@ -244,6 +244,12 @@ def cmd_finalize(a):
     finalize_run(Path(a.run), a.epochs, say=lambda m: print(m, flush=True))
 
 
+def cmd_oneshot_check(a):
+    from nasmt.search.oneshot.check import check_run, summary
+
+    print(summary(Path(a.run), check_run(Path(a.run), a.n, epochs=a.epochs, seed=a.seed, say=lambda m: None)))
+
+
 def cmd_affinity(a):
     from nasmt.report.affinity import write_affinity_html
     from nasmt.search.affinity import measure
@@ -323,6 +329,13 @@ def _add_search_parsers(sub) -> None:
     f.add_argument("run", help="run directory written by `nasmt search`")
     f.add_argument("--epochs", type=float, required=True, help="training budget of each retrained trial, in epochs")
     f.set_defaults(fn=cmd_finalize)
+    oc = sub.add_parser("oneshot-check", help="train random candidates of a one-shot run from scratch: does inheritance "
+                        "rank them right? (Kendall tau, Spearman rho; writes RUN/oneshot_check.json)")
+    oc.add_argument("run", help="run directory written by `nasmt search --oneshot`")
+    oc.add_argument("--n", type=int, default=30, help="candidates to train (default %(default)s)")
+    oc.add_argument("--epochs", type=float, default=None, help="budget of each in epochs (default: the run's per-trial epochs / steps)")
+    oc.add_argument("--seed", type=int, default=0, help="seed of the draw of candidates (default %(default)s)")
+    oc.set_defaults(fn=cmd_oneshot_check)
 
 
 def _add_run_parsers(sub) -> None:

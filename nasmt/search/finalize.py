@@ -41,29 +41,40 @@ def _evaluate(model, spec, suite, data, split: str) -> dict:
         return evaluate(model, suite, data, split)
 
 
-def finalize_trial(rec: TrialRecord, cfg: dict, suite, data, epochs: float, run_dir: Path,
-                   init: dict | None = None) -> TrialRecord:
-    """Train `rec`'s architecture `epochs` epochs (from the weights `init` when given: a
-    one-shot candidate's inherited ones, else from scratch) and record its `final`."""
+def train_spec(spec, cfg: dict, suite, data, seed: int, epochs: float, steps: int | None = None,
+               init: dict | None = None):
+    """Build `spec` (seeded), train it on the run's settings (`cfg`: run.json config's batch
+    size and lr; the grammar's train rule wins) for `epochs` (or `steps`) from scratch, or
+    from the weights `init`, and evaluate validation as deployed; writes nothing.
+    Returns (model, validation metrics, TrainConfig, train's result)."""
     import torch
-    from safetensors.torch import save
 
     from nasmt.model.build import build
-    from nasmt.search.context import SEED_STRIDE
-    from nasmt.space.spec import ArchSpec
     from nasmt.train import TrainConfig, train
 
-    spec = ArchSpec.from_json(rec.spec)
-    seed = int(cfg.get("seed", 0)) * SEED_STRIDE + rec.number
     torch.manual_seed(seed)
     model = build(spec)
     if init is not None:
         model.load_state_dict(init)
     settings = {"batch_size": int(cfg.get("batch_size", 128)), "lr": float(cfg.get("lr", 3e-3)),
                 **spec.train_overrides()}  # the grammar's train rule (balance, lr, wd) wins over the run's
-    tc = TrainConfig(epochs=epochs, seed=seed, **settings)
+    tc = TrainConfig(epochs=epochs, steps=steps, seed=seed, **settings)
     tr = train(model, suite, data, tc)
-    val = _evaluate(model, spec, suite, data, "val")
+    return model, _evaluate(model, spec, suite, data, "val"), tc, tr
+
+
+def finalize_trial(rec: TrialRecord, cfg: dict, suite, data, epochs: float, run_dir: Path,
+                   init: dict | None = None) -> TrialRecord:
+    """Train `rec`'s architecture `epochs` epochs (from the weights `init` when given: a
+    one-shot candidate's inherited ones, else from scratch) and record its `final`."""
+    from safetensors.torch import save
+
+    from nasmt.search.context import SEED_STRIDE
+    from nasmt.space.spec import ArchSpec
+
+    spec = ArchSpec.from_json(rec.spec)
+    seed = int(cfg.get("seed", 0)) * SEED_STRIDE + rec.number
+    model, val, tc, tr = train_spec(spec, cfg, suite, data, seed, epochs, init=init)
     costs = {k: v for k, v in rec.metrics.items() if k not in val and not isinstance(v, str)}
     atomic_write_bytes(trial_dir(run_dir, rec.number) / FINAL_WEIGHTS,
                        save({k: v.contiguous() for k, v in model.state_dict().items()}))
