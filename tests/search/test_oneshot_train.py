@@ -26,7 +26,7 @@ from tests.conftest import ROOT
 
 torch.set_num_threads(1)
 SETTINGS = BankSettings(n_samples=40, seed=0)  # a small sizing sample: fast banks
-TRAIN = dict(batch_size=128, lr=3e-3, weight_decay=1e-4, seed=0, n_random=1, settings=SETTINGS)
+TRAIN = {"batch_size": 128, "lr": 3e-3, "weight_decay": 1e-4, "seed": 0, "n_random": 1, "settings": SETTINGS}
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +146,9 @@ def test_resume_trains_only_the_missing_epoch_from_the_checkpoint(straight, peop
     assert any("nothing to train" in s for s in said), said
     with pytest.raises(ValueError, match="lr 0.003 -> 0.01"):
         train_phase(run, g, suite, epochs=3, say=lambda s: None, **{**TRAIN, "lr": 1e-2})
+    with pytest.raises(ValueError, match="sized with"):
+        train_phase(run, g, suite, epochs=3, say=lambda s: None, **{**TRAIN, "settings": BankSettings(41, 0)})
+    assert read_state(run) == second
 
 
 def test_two_cpu_workers_keep_one_bank(cluster, people, tmp_path):

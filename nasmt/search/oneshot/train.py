@@ -245,7 +245,7 @@ def run_epochs(cfg: dict, rank: int, world: int, dev, bank_blob: bytes | None, o
         bal = _AllReduce(SandwichBalancer(hook, make_balancer(BALANCE)))
         r = train(bank, suite, shard, tc, hooks=[hook, sched], balancer=bal)
         carried = sched.opt.state_dict()
-        loss = torch.stack([bal.loss_sum.float().cpu() / max(1, bal.steps)])
+        loss = (bal.loss_sum.float() / max(1, bal.steps)).reshape(1).to(dev)  # on the device: nccl reduces no CPU tensor
         blob = bank_bytes(bank)
         digests = [_digest(blob)]
         if sync:
@@ -325,6 +325,10 @@ def train_phase(run_dir, grammar, suite, *, epochs: int, batch_size: int, lr: fl
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
 
+    for name, v in (("epochs", epochs), ("batch_size", batch_size), ("workers", workers), ("n_random", n_random + 1)):
+        if int(v) < 1:
+            raise ValueError(f"supernet: {name} must be at least {1 if name != 'n_random' else 0}, "
+                             f"got {int(v) - (name == 'n_random')}")
     run_dir = Path(run_dir)
     wanted = {"batch_size": int(batch_size), "lr": float(lr), "weight_decay": float(weight_decay), "seed": int(seed),
               "n_random": int(n_random), "quantize": bool(quantize)}
