@@ -22,6 +22,7 @@ from nasmt.report.genome import genome_figure, genome_note, get_genome_info
 from nasmt.report.hypervolume import NOTE as HV_NOTE, final_hypervolume, get_hypervolume_info, hypervolume_figure
 from nasmt.report.importance import get_importance_info, importance_figure
 from nasmt.report.load import ReportContext, RunData, load_runs, make_context, resolve_objectives
+from nasmt.report.oneshot import CHECK_FILE as ONESHOT_CHECK_FILE, oneshot_check_figure
 from nasmt.report.pareto import MAX_PARETO_DIMS, get_pareto_info, pareto_figure
 from nasmt.report.references import reference_notes
 from nasmt.report.sharing import get_sharing_info, sharing_figure
@@ -108,6 +109,9 @@ def build_payload(runs: list[RunData], objectives: list[Objective], mode: str = 
     sharing = sharing_figure(get_sharing_info(ctx))  # None for runs that record no sharing family / balancing method
     if sharing is not None:
         figures["sharing"] = sharing
+    oneshot = oneshot_check_figure(ctx)  # None unless a run holds oneshot_check.json (`nasmt oneshot-check`)
+    if oneshot is not None:
+        figures["oneshot"] = oneshot
     return {
         "mode": mode,
         "generated_at": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S"),
@@ -142,11 +146,11 @@ def _affinities(runs: list[RunData]) -> list[dict]:
 
 
 def run_version(paths: list[Path]) -> str:
-    """Changes whenever a run's run.json, trials.jsonl, baselines.jsonl or affinity.json
-    changes (mtime, size)."""
+    """Changes whenever a run's run.json, trials.jsonl, baselines.jsonl, affinity.json or
+    oneshot_check.json changes (mtime, size)."""
     h = hashlib.sha256()
     for path in paths:
-        for f in (RUN_FILE, TRIALS_FILE, BASELINES_FILE, AFFINITY_FILE):
+        for f in (RUN_FILE, TRIALS_FILE, BASELINES_FILE, AFFINITY_FILE, ONESHOT_CHECK_FILE):
             p = Path(path) / f
             try:
                 st = p.stat()

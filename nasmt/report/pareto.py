@@ -4,7 +4,9 @@ attainment staircase, dominated points faded, hard budgets shaded, predicted ->
 measured latency pairs joined, and the reference models (`nasmt.baselines`) as
 labelled stars (a labelled dashed line where a reference has a value on one plotted
 axis only, e.g. LightGBM's error without a parameter count; a line for every reference
-in the one-objective view)."""
+in the one-objective view). In a one-shot run, candidates scored with inherited weights
+are open markers, trained or finalized ones filled (`oneshot.weights_of`: the kind is
+the points' third customdata entry)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from nasmt.report.load import ReportContext
+from nasmt.report.oneshot import INHERITED, has_inherited, weights_of
 from nasmt.report.style import (
     ALERT,
     GL_THRESHOLD,
@@ -45,6 +48,7 @@ class _ParetoRun(NamedTuple):
     front: np.ndarray  # on the run's Pareto front
     stopped: np.ndarray  # stopped early (the rest are complete)
     counterparts: list[tuple[int, dict[int, float]]]  # (point index, {objective index: counterpart value})
+    weights: np.ndarray | None = None  # per point: inherited / trained / finalized (one-shot runs only, else None)
 
 
 class _Budget(NamedTuple):
@@ -70,7 +74,7 @@ class _ParetoInfo(NamedTuple):
 
 def _run_points(ctx: ReportContext, ri: int, g0: int) -> _ParetoRun:
     r, objs = ctx.runs[ri], ctx.objectives
-    gs, nums, vals, front, stopped, pairs = [], [], [], [], [], []
+    gs, nums, vals, front, stopped, pairs, kinds = [], [], [], [], [], [], []
     for gi, t in enumerate(r.trials, start=g0):
         if t.status not in (TrialStatus.COMPLETE, TrialStatus.STOPPED):
             continue
@@ -82,6 +86,7 @@ def _run_points(ctx: ReportContext, ri: int, g0: int) -> _ParetoRun:
         vals.append(v)
         front.append(ctx.on_front(ri, t))
         stopped.append(t.status == TrialStatus.STOPPED)
+        kinds.append(weights_of(t))
         pair = {j: rounded(t.value(o.counterpart)) for j, o in enumerate(objs) if o.counterpart}
         pair = {j: v for j, v in pair.items() if v is not None}
         if pair:
@@ -89,7 +94,7 @@ def _run_points(ctx: ReportContext, ri: int, g0: int) -> _ParetoRun:
     return _ParetoRun(
         r.name, np.array(gs, dtype=np.int64), np.array(nums, dtype=np.int64),
         np.array(vals, dtype=float).reshape(len(vals), len(objs)), np.array(front, dtype=bool),
-        np.array(stopped, dtype=bool), pairs,
+        np.array(stopped, dtype=bool), pairs, np.array(kinds, dtype=object) if has_inherited(r.trials) else None,
     )
 
 
@@ -161,9 +166,14 @@ def _point_traces(go, ri: int, r: _ParetoRun, dims: int, labels: list[str], tota
             continue
         stopped = gname == "stopped"
         marker = dict(color=STOPPED_COLOR if stopped else run_color(ri), symbol="x" if stopped else run_symbol(ri), **mk)
+        cd = np.stack([r.g[m], r.number[m]], axis=1).tolist()
+        hover = _hover(labels, dims)
+        if r.weights is not None:  # a one-shot run: inherited candidates open, trained / finalized ones filled
+            cd = [row + [k] for row, k in zip(cd, r.weights[m])]
+            marker["symbol"] = [f"{marker['symbol']}-open" if k == INHERITED else marker["symbol"] for k in r.weights[m]]
+            hover += "<br>%{customdata[2]} weights"
         common = dict(mode="markers", name=gname if single else f"{rname} · {gname}", marker=marker, legendgroup=rname,
-                      customdata=np.stack([r.g[m], r.number[m]], axis=1).tolist(),
-                      hovertemplate=_hover(labels, dims) + f"<extra>{rname}</extra>")
+                      customdata=cd, hovertemplate=hover + f"<extra>{rname}</extra>")
         if dims >= 3:
             marker["size"] = max(3, marker["size"] - 4)  # 3-D markers read larger
             out.append(go.Scatter3d(x=V[m, 0], y=V[m, 1], z=V[m, 2], **common))

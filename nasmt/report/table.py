@@ -10,13 +10,18 @@ column's `key`, never by position, so adding a column shifts nothing.
 A finalized trial's metric columns hold its search-budget values and the `final.*`
 columns its full-budget ones, side by side; `drawn` holds, per row, the objective
 values every view draws the row at (`load.drawn_metrics`: the final ones where
-present), which the page uses for the selection ring and the "best" cards."""
+present), which the page uses for the selection ring and the "best" cards.
+
+When a run holds one-shot candidates, a `weights` column says where each trial's drawn
+numbers come from: inherited (supernet weights), trained, or finalized
+(`oneshot.weights_of`)."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
 from nasmt.report.load import ReportContext
+from nasmt.report.oneshot import has_inherited, weights_of
 from nasmt.report.references import single_task, trial_delta_m
 from nasmt.report.sharing import COLORINGS, category_of
 from nasmt.report.style import rounded
@@ -63,7 +68,7 @@ def _reference_rows(ctx: ReportContext, metric_keys: list[str]) -> list[dict]:
         {m: rounded(b.value(m)) for m in metric_keys} | {
             "run": ri, "number": None, "status": REFERENCE, "front": 0, "reference": ctx.reference_label(ri, b),
             "delta_m": rounded(b.delta_m_val), "time_s": rounded(b.timings.get("total_s")), "feasible": "",
-            "hash": "", "error": "",
+            "hash": "", "error": "", "weights": "",
         }
         for _, ri, b in ctx.reference_rows()
     ]
@@ -110,6 +115,7 @@ def get_table_info(ctx: ReportContext) -> _TableInfo:
         *final_cols,
         *([_Column("delta_m", DELTA_M_LABEL, "num")] if has_single else []),
         *design,
+        *([_Column("weights", "weights", "text")] if has_inherited(t for _, t in ctx.rows()) else []),
         _Column("time_s", "time (s)", "num"),
         *([_Column("feasible", "budget", "text")] if budgeted else []),
         _Column("hash", "architecture", "text"),
@@ -124,6 +130,7 @@ def get_table_info(ctx: ReportContext) -> _TableInfo:
             "time_s": rounded(t.timings.get("total_s")),
             "feasible": FEASIBLE_TEXT.get(t.metrics.get("feasible"), ""),
             "hash": t.arch_hash, "error": "" if t.error is None else str(t.error)[:MAX_REASON],
+            "weights": weights_of(t) or "",
         } | {c.key: category_of(t.metrics, c.key) or "" for c in design} | _final_cells(t, final_cols))
     cells += [c | {col.key: None for col in final_cols} | {col.key: "" for col in design}
               for c in _reference_rows(ctx, metric_keys)]

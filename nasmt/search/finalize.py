@@ -20,6 +20,7 @@ from pathlib import Path
 from nasmt.run import (
     TrialRecord,
     atomic_write_bytes,
+    ensure_dir,
     load_run,
     objectives_from_run,
     pareto_trials,
@@ -76,7 +77,8 @@ def finalize_trial(rec: TrialRecord, cfg: dict, suite, data, epochs: float, run_
     seed = int(cfg.get("seed", 0)) * SEED_STRIDE + rec.number
     model, val, tc, tr = train_spec(spec, cfg, suite, data, seed, epochs, init=init)
     costs = {k: v for k, v in rec.metrics.items() if k not in val and not isinstance(v, str)}
-    atomic_write_bytes(trial_dir(run_dir, rec.number) / FINAL_WEIGHTS,
+    # an inherited candidate has no trial folder of its own yet (its weights are the bank's)
+    atomic_write_bytes(ensure_dir(trial_dir(run_dir, rec.number)) / FINAL_WEIGHTS,
                        save({k: v.contiguous() for k, v in model.state_dict().items()}))
     final = {
         "epochs": epochs, "steps": tr["steps"], "train_s": tr["train_time_s"], "weights": FINAL_WEIGHTS,
