@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from ray.tune.stopper import Stopper
@@ -172,21 +172,11 @@ def _say(quiet: bool):
     return (lambda msg: None) if quiet else (lambda msg: print(msg, flush=True))
 
 
-def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
-    """Run (or continue) a search; returns the run directory."""
-    out = Path(cfg.out).resolve()
+def run_trials(cfg: SearchConfig, resume: bool = False, done: int = 0, failed: int = 0) -> Path:
+    """A search of trials trained on their own (`nasmt.search.entry.run_search` checked the
+    run directory, or prepared the resume and counted `done` / `failed`)."""
+    out = Path(cfg.out)
     say = _say(cfg.quiet)
-    if resume:
-        from nasmt.search.resume import prepare_resume
-
-        cfg, done, failed = prepare_resume(out, quiet=cfg.quiet)
-    else:
-        check_out_dir(out)
-        done, failed = 0, 0
-    if cfg.oneshot:  # one supernet, inherited-weight candidates (nasmt.search.oneshot)
-        from nasmt.search.oneshot.driver import run_oneshot
-
-        return run_oneshot(replace(cfg, out=str(out)), resume, done, failed)
     grammar, suite, objectives, data = prepare(cfg)
     target = cfg.trials
     if done >= target:

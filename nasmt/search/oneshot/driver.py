@@ -33,7 +33,6 @@ from nasmt.search.config import SearchConfig
 
 REQUEUED_ATTR = "nasmt_requeued_from"  # user attr of a genome asked again after its first ask was interrupted
 MAX_BANK_PARAMS = 100_000_000  # a bank above this (fp32: 400 MB per copy) is refused
-NO_FIT = "does not fit the supernet"  # the reason prefix of a candidate the bank is too small for
 
 
 def run_oneshot(cfg: SearchConfig, resume: bool = False, done: int = 0, failed: int = 0) -> Path:
@@ -135,7 +134,7 @@ def score_candidates(cfg: SearchConfig, out: Path, grammar, suite, objectives, d
     from nasmt.search.context import TrialContext
     from nasmt.search.driver import RESUME_SEED_STRIDE, _warm_start
     from nasmt.search.oneshot.bank import BANK_FILE, supernet_dir
-    from nasmt.search.oneshot.evaluate import evaluate_batch
+    from nasmt.search.oneshot.evaluate import NOT_FITTING, put_bank, remote_evaluate_batch
     from nasmt.search.samplers import make_sampler
     from nasmt.search.searcher import CONSTRAINED_COSTS
     from nasmt.search.study import StudyAdapter
@@ -151,15 +150,15 @@ def score_candidates(cfg: SearchConfig, out: Path, grammar, suite, objectives, d
     else:
         adapter.seed(*_warm_start(cfg, grammar, suite, objectives, data))
     ctx = TrialContext.from_config(cfg, grammar, suite, objectives)
-    remote = ray.remote(evaluate_batch).options(num_cpus=cfg.cpus_per_trial, num_gpus=cfg.gpus_per_trial)
-    bank_ref = ray.put((supernet_dir(out) / BANK_FILE).read_bytes())  # once: every task reads it from the store
+    remote = remote_evaluate_batch(num_cpus=cfg.cpus_per_trial, num_gpus=cfg.gpus_per_trial)
+    bank = put_bank((supernet_dir(out) / BANK_FILE).read_bytes())  # once: every task reads it from the store
     epochs = int(state["epochs_done"])
     n_complete, n_failed, t0, scored = done, failed, time.time(), 0
     while n_complete < cfg.trials and n_failed < cfg.max_failures:
         k = min(cfg.candidate_batch, cfg.trials - n_complete)
         items = [adapter.ask() for _ in range(k)]
         chunks = [items[i::conc] for i in range(min(conc, len(items)))]
-        results = ray.get([remote.remote(bank_ref, ctx, chunk, recal, epochs) for chunk in chunks])
+        results = ray.get([remote.remote(bank, state, ctx, chunk, recal, epochs) for chunk in chunks])
         for rj in sorted((r for rs in results for r in rs), key=lambda r: r["number"]):
             rec = TrialRecord.from_json(rj)
             append_record(out, rec)  # the record first: a resume finds it and tells Optuna
@@ -167,7 +166,7 @@ def score_candidates(cfg: SearchConfig, out: Path, grammar, suite, objectives, d
                 n_complete += 1
                 adapter.tell_complete(rec.number, rec.metrics, COSTS_ATTR, CONSTRAINED_COSTS)
             else:
-                n_failed += not (rec.error or "").startswith(NO_FIT)  # the bank's gap, not the architecture's
+                n_failed += rec.error != NOT_FITTING  # the bank's gap, not the architecture's
                 adapter.tell_failed(rec.number)
         scored += len(items)
         say(f"  {n_complete} of {cfg.trials} candidates scored ({scored / max(time.time() - t0, 1e-9):.1f}/s)")
