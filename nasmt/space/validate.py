@@ -39,6 +39,7 @@ def validate(g: Grammar) -> None:
         for it, op in _ops(r):
             _check_op(g, r, it, op)
     _check_special_rules(g)
+    _check_trunk_not_empty(g)
     _check_groups(g)
     _check_soft(g)
     _check_shapes(g)
@@ -182,6 +183,16 @@ def _check_special_rules(g: Grammar) -> None:
         for a in g.rules["quant"].alts:
             if len(a.items) != 1 or not isinstance(a.items[0].atom, Op):
                 raise GrammarError(f"{g.file}:{a.line}:{a.col}: each alternative of 'quant' is one precision(...) op")
+
+
+def _check_trunk_not_empty(g: Grammar) -> None:
+    """Each item of a trunk alternative is one stage (repeated lo..hi times): an
+    alternative whose items may all be left out derives a network with no trunk at all,
+    which no branch could tap."""
+    for a in g.rules["trunk"].alts:
+        if sum(it.lo for it in a.items) == 0:
+            raise GrammarError(f"{g.file}:{a.line}:{a.col}: trunk can derive no stage (every item of this alternative "
+                               "is optional: `?` or a repetition from 0); make at least one item required")
 
 
 def _check_groups(g: Grammar) -> None:
