@@ -21,6 +21,7 @@ import pytest
 
 from conftest import ROOT, SMALL_SUITE, TINY_SPACE, nasmt
 from nasmt.run import TrialStatus, read_trials, trial_dir
+from nasmt.search.oneshot.bank import read_state
 
 RAY = str(Path(sys.executable).with_name("ray"))
 ENV = {
@@ -198,3 +199,21 @@ def test_search_ignores_a_stale_ray_current_cluster_file(tmp_path):
         else:
             f.write_bytes(saved)
     assert "1 complete" in r.stdout
+
+
+@needs_unshare
+def test_two_node_oneshot_search_without_a_shared_filesystem(cluster):
+    """Supernet training (a Ray Train worker on the worker node: its checkpoint comes
+    through the sink) and candidate scoring (Ray tasks there, the bank from the object
+    store) on a node that cannot see the run directory."""
+    out = cluster.base / "run-oneshot"
+    r = _search(cluster, out, "--oneshot", "--trials", 12, "--candidate-batch", 6, "--supernet-epochs", 1,
+                "--batch-size", 64)
+    assert "12 of 12 candidates scored" in r.stdout, r.stdout
+    state = read_state(out)
+    assert state["epochs_done"] == 1 and (out / "supernet" / "bank.safetensors").exists()
+    recs = read_trials(out)
+    complete = [t for t in recs if t.status == TrialStatus.COMPLETE]
+    assert len(complete) == 12 and all(t.train["inherited"]["supernet_epochs"] == 1 for t in complete)
+    nasmt("export", out, "--trial", complete[0].number, "--out", cluster.base / "exported-oneshot", "--no-quantized")
+    assert (cluster.base / "exported-oneshot" / "model.py").exists()
