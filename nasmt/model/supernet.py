@@ -210,7 +210,10 @@ class SuperNet(nn.Module):
         key = (spec.hash, spec.genome)
         hit = self._cache.get(key)
         if hit is None:
-            hit = (build(spec), plan_sources(self.grammar, spec))
+            # build() initializes weights the bank replaces: under a forked RNG, so whether a
+            # structure was cached never shifts the random draws that follow (dropout masks)
+            with torch.random.fork_rng(devices=[]):
+                hit = (build(spec), plan_sources(self.grammar, spec))
             if set(hit[1].sources) != {n for n, _ in hit[0].named_parameters()}:  # build and units disagree
                 raise RuntimeError("supernet: the plan does not cover build(spec)'s parameters")
             self._cache[key] = hit

@@ -59,18 +59,9 @@ def quantized_tensors(bank: SuperNet, spec, layers) -> dict:
 
 class QuantSuperNet(SuperNet):
     """The weight bank with per-candidate simulated quantization in its forward (see the
-    module docstring); `quantize = False` makes it a plain `SuperNet` (whose candidate structures are built
-    without touching the global torch RNG)."""
+    module docstring); `quantize = False` makes it a plain `SuperNet`."""
 
     quantize: bool = True
-
-    def candidate(self, spec):
-        """SuperNet.candidate without touching the global torch RNG: building a structure
-        (on a cache miss) initializes weights that are never used, and would otherwise
-        shift the dropout masks that follow by whether the structure was cached (so a
-        resumed training would not repeat an uninterrupted one)."""
-        with torch.random.fork_rng(devices=[]):
-            return super().candidate(spec)
 
     def forward(self, spec_or_x, x: torch.Tensor | None = None) -> dict:
         if not self.quantize:
