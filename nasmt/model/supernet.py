@@ -256,13 +256,16 @@ class SuperNet(nn.Module):
             out[name] = ts[0] if len(ts) == 1 else torch.cat(ts, 0)
         return out
 
+    def resolve(self, spec_or_x, x: torch.Tensor | None = None) -> tuple[ArchSpec, torch.Tensor]:
+        """(spec, x) of `forward(spec, x)` or of `forward(x)` (the active spec)."""
+        if x is not None:
+            return spec_or_x, x
+        if self.active is None:
+            raise ValueError(f"{type(self).__name__}.forward(x): no active spec (set .active or call forward(spec, x))")
+        return self.active, spec_or_x
+
     def forward(self, spec_or_x, x: torch.Tensor | None = None) -> dict:
-        if x is None:
-            spec, x = self.active, spec_or_x
-            if spec is None:
-                raise ValueError("SuperNet.forward(x): no active spec (set .active or call forward(spec, x))")
-        else:
-            spec = spec_or_x
+        spec, x = self.resolve(spec_or_x, x)
         cand, _ = self.candidate(spec)
         cand.train(self.training)
         return functional_call(cand, self.tensors(spec), (x,), strict=False)

@@ -66,12 +66,7 @@ class QuantSuperNet(SuperNet):
     def forward(self, spec_or_x, x: torch.Tensor | None = None) -> dict:
         if not self.quantize:
             return super().forward(spec_or_x, x)
-        if x is None:
-            spec, x = self.active, spec_or_x
-            if spec is None:
-                raise ValueError("QuantSuperNet.forward(x): no active spec (set .active or call forward(spec, x))")
-        else:
-            spec = spec_or_x
+        spec, x = self.resolve(spec_or_x, x)
         cand, _ = self.candidate(spec)
         cand.train(self.training)
         layers = _layers(cand, spec)

@@ -172,6 +172,18 @@ def _say(quiet: bool):
     return (lambda msg: None) if quiet else (lambda msg: print(msg, flush=True))
 
 
+def start_run(cfg: SearchConfig, out: Path, grammar, suite, objectives, resume: bool) -> int:
+    """Join or start Ray, check the resources (returns how many trials fit at once) and,
+    for a new run, create the run directory, take its driver lock and write run.json."""
+    init_ray(cfg.address)
+    conc = check_resources(cfg)
+    if not resume:
+        ensure_dir(out)
+        hold_run_lock(out)  # released by the kernel when this driver dies; resume checks it
+        atomic_write_json(out / RUN_FILE, run_record(cfg, grammar, suite, objectives))
+    return conc
+
+
 def run_trials(cfg: SearchConfig, resume: bool = False, done: int = 0, failed: int = 0) -> Path:
     """A search of trials trained on their own (`nasmt.search.entry.run_search` checked the
     run directory, or prepared the resume and counted `done` / `failed`)."""
@@ -185,12 +197,7 @@ def run_trials(cfg: SearchConfig, resume: bool = False, done: int = 0, failed: i
     if failed >= cfg.max_failures:
         say(f"{out}: stopped earlier after {failed} failed trials (--max-failures {cfg.max_failures}); nothing to do")
         return out
-    init_ray(cfg.address)
-    conc = check_resources(cfg)
-    if not resume:
-        ensure_dir(out)
-        hold_run_lock(out)  # released by the kernel when this driver dies; resume checks it
-        atomic_write_json(out / RUN_FILE, run_record(cfg, grammar, suite, objectives))
+    conc = start_run(cfg, out, grammar, suite, objectives, resume)
     seeds = ([], []) if resume else _warm_start(cfg, grammar, suite, objectives, data)
     sink = start_sink(out)
     capacity, tuner = _tuner(cfg, out, grammar, suite, objectives, data, conc, done, failed, say, seeds, sink)

@@ -27,8 +27,7 @@ import time
 from pathlib import Path
 
 from nasmt.errors import UserError
-from nasmt.run import (RUN_FILE, TrialRecord, TrialStatus, append_record, atomic_write_json, ensure_dir,
-                       read_trials)
+from nasmt.run import TrialRecord, TrialStatus, append_record, read_trials
 from nasmt.search.config import SearchConfig
 
 REQUEUED_ATTR = "nasmt_requeued_from"  # user attr of a genome asked again after its first ask was interrupted
@@ -40,8 +39,7 @@ def run_oneshot(cfg: SearchConfig, resume: bool = False, done: int = 0, failed: 
     `prepare_resume` when resuming."""
     import ray
 
-    from nasmt.search.driver import _say, _summary, check_resources, init_ray, prepare, run_record
-    from nasmt.search.lock import hold_run_lock
+    from nasmt.search.driver import _say, _summary, prepare, start_run
     from nasmt.search.oneshot.bank import BankSettings, Recalibration, read_state
     from nasmt.search.oneshot.train import train_phase
     from nasmt.search.sink import start_sink
@@ -55,12 +53,7 @@ def run_oneshot(cfg: SearchConfig, resume: bool = False, done: int = 0, failed: 
     if done >= cfg.trials and (read_state(out) or {}).get("epochs_done", 0) >= cfg.supernet_epochs:
         say(f"{out}: already has {done} complete candidates of {cfg.trials}; nothing to do")
         return out
-    init_ray(cfg.address)
-    conc = check_resources(cfg)
-    if not resume:
-        ensure_dir(out)
-        hold_run_lock(out)
-        atomic_write_json(out / RUN_FILE, run_record(cfg, grammar, suite, objectives))
+    conc = start_run(cfg, out, grammar, suite, objectives, resume)
     sink = start_sink(out)
     t0 = time.time()
     try:
