@@ -7,13 +7,15 @@ folder, its own process group) for the session's searches that only need *a* loc
 cluster: they pass `*shared_ray` (`--address HOST:PORT`) and skip starting one of their
 own (measured: a search's fresh local cluster costs 5-20 s on a busy 2-core machine).
 Searches that test local-cluster behaviour, SIGKILL a driver (kill_helpers) or build
-their own cluster (test_cluster) do not use it. Once it is up, every `nasmt(...)` call
-sets RAY_AUTH_MODE=token (Ray 2.60's `ray start` clusters want the token; a fresh local
-cluster works with it too), so resuming a run recorded against it joins it again."""
+their own cluster (test_cluster) do not use it. It uses token authentication with a
+token of its own (RAY_AUTH_TOKEN: a fresh machine has no ~/.ray/auth_token); once it is
+up, every `nasmt(...)` call carries RAY_AUTH_MODE=token and that token (a fresh local
+cluster works with them too), so resuming a run recorded against it joins it again."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -95,7 +97,10 @@ def shared_ray():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     temp = tempfile.mkdtemp(prefix="nasmt-ray-")  # short: Ray's socket paths live under it
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    # token authentication with a token of its own: `ray start` refuses RAY_AUTH_MODE=token
+    # without one, and a fresh machine (empty HOME) has no ~/.ray/auth_token
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {**os.environ, **auth}
     ray = str(Path(sys.executable).with_name("ray"))
     head = subprocess.Popen(
         [ray, "start", "--head", f"--port={port}", "--include-dashboard=false", "--disable-usage-stats",
@@ -108,7 +113,7 @@ def shared_ray():
             assert head.poll() is None, f"ray start exited with {head.returncode}"
             assert time.monotonic() < deadline, "the shared Ray cluster never came up"
             time.sleep(1)
-        _SHARED_RAY_ENV["RAY_AUTH_MODE"] = "token"
+        _SHARED_RAY_ENV.update(auth)
         yield ["--address", address]
     finally:
         _SHARED_RAY_ENV.clear()

@@ -9,6 +9,7 @@ one needs neither root nor unshare, and always runs)."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -25,7 +26,9 @@ from nasmt.search.oneshot.bank import read_state
 
 RAY = str(Path(sys.executable).with_name("ray"))
 ENV = {
-    "RAY_AUTH_MODE": "token",  # Ray 2.60 clusters started by `ray start` use token authentication
+    # token authentication with a token of its own (a fresh machine has no ~/.ray/auth_token,
+    # and `ray start` refuses RAY_AUTH_MODE=token without one)
+    "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
     # notice a dead node within ~2 s instead of ~30 s
     "RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "500",
     "RAY_health_check_failure_threshold": "3", "RAY_health_check_initial_delay_ms": "0",
