@@ -117,11 +117,11 @@ def shared_ray():
         yield ["--address", address]
     finally:
         _SHARED_RAY_ENV.clear()
-        _kill_session(head)
+        kill_session(head)
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _kill_session(p: subprocess.Popen) -> None:
+def kill_session(p: subprocess.Popen) -> None:
     """SIGKILL `p`'s process group, then whatever else lives in its session (Ray's
     workers put themselves in process groups of their own, but stay in the session)."""
     try:

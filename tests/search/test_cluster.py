@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SMALL_SUITE, TINY_SPACE, nasmt
+from conftest import ROOT, SMALL_SUITE, TINY_SPACE, kill_session, nasmt
 from nasmt.run import TrialStatus, read_trials, trial_dir
 from nasmt.search.oneshot.bank import read_state
 
@@ -56,20 +56,6 @@ def _session_pids(sid: int) -> list[int]:
             if int(fields[3]) == sid and fields[0] != "Z":
                 out.append(int(name))
     return out
-
-
-def _kill_session(p: subprocess.Popen) -> None:
-    for _ in range(50):
-        pids = _session_pids(p.pid)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.1)
-    p.wait(timeout=30)
 
 
 def _env() -> dict:
@@ -116,7 +102,7 @@ class Cluster:
 
     def stop(self) -> None:
         for p in [*self.workers, self.head]:
-            _kill_session(p)
+            kill_session(p)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +155,7 @@ def test_node_death_stops_cleanly_and_resume_completes(cluster):
         log, _ = p.communicate(timeout=180)
     finally:
         if p.poll() is None:
-            _kill_session(p)
+            kill_session(p)
     assert p.returncode == 0, log
     stop_lines = [ln for ln in log.splitlines() if ln.startswith("stopped:")]
     assert len(stop_lines) == 1 and "no capacity left" in stop_lines[0] and "--resume" in stop_lines[0], log

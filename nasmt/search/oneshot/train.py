@@ -303,17 +303,22 @@ def _check_resumable(state: dict, settings: BankSettings, wanted: dict) -> None:
 
 
 def _progress(run_dir: Path, start: int, epochs: int, say, done: threading.Event) -> None:
+    """One line per finished epoch, read from state.json every POLL_S seconds, and once
+    more after training ended (so the last epoch is always said, however fast it was)."""
     seen = start
-    while not done.wait(POLL_S):
+    while True:
+        stop = done.wait(POLL_S)
         try:
             st = read_state(run_dir)
         except (OSError, ValueError):
-            continue
-        if st and st["epochs_done"] > seen:
-            seen = st["epochs_done"]
-            h = st["train"]["history"][-1]
-            say(f"supernet: epoch {seen}/{epochs} loss {h['loss']:.4f} lr {h['lr']:.2e} "
-                f"({h['candidates']} candidates, {h['train_time_s']:.1f} s)")
+            st = None
+        for h in (st or {}).get("train", {}).get("history", []):
+            if h["epoch"] > seen:
+                seen = h["epoch"]
+                say(f"supernet: epoch {seen}/{epochs} loss {h['loss']:.4f} lr {h['lr']:.2e} "
+                    f"({h['candidates']} candidates, {h['train_time_s']:.1f} s)")
+        if stop:
+            return
 
 
 def train_phase(run_dir, grammar, suite, *, epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int,
