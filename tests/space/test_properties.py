@@ -195,21 +195,24 @@ def test_grammar_token_soup_into_parse_grammar(text):
         _derive_and_build(g, seed=0, n=2)
 
 
+def _outcomes(strategy, file: str, **kw) -> tuple[int, int]:
+    """(accepted, refused) over 80 texts drawn from `strategy` (refusals checked by
+    `parse_or_refuse`: one line naming the file, line and column)."""
+    counts = {"ok": 0, "bad": 0}
+
+    @settings(deadline=None, max_examples=80, database=None, **kw)
+    @given(strategy)
+    def probe(text):
+        counts["bad" if parse_or_refuse(text, file) is None else "ok"] += 1
+
+    probe()
+    return counts["ok"], counts["bad"]
+
+
 def test_token_soups_reach_both_outcomes():
     """The soup is not vacuous: some soups validate (and then derive and build, as above),
     some are refused; a refused one's message points into the soup."""
-    ok = bad = 0
-
-    @settings(deadline=None, max_examples=80, database=None, derandomize=True)
-    @given(rule_soup())
-    def probe(text):
-        nonlocal ok, bad
-        if parse_or_refuse(text, "<soup>") is None:
-            bad += 1
-        else:
-            ok += 1
-
-    probe()
+    ok, bad = _outcomes(rule_soup(), "<soup>", derandomize=True)
     assert ok >= 10 and bad >= 10, (ok, bad)
     # and one soup spelled out: it parses and derives
     g = parse_grammar("trunk = fc(h=16|32) layer{1,3}\nlayer = dropout(p=0.1|0.3)\nbranch = tap(at=last) head?\n"
@@ -233,18 +236,7 @@ def test_shipped_grammars_derive_and_build(name):
 
 def test_mutations_reach_both_outcomes():
     """The mutation strategy is not vacuous: some mutants validate, some are refused."""
-    ok = bad = 0
-
-    @settings(deadline=None, max_examples=80, database=None)
-    @given(mutated_grammar())
-    def probe(text):
-        nonlocal ok, bad
-        if parse_or_refuse(text, "<mutant>") is None:
-            bad += 1
-        else:
-            ok += 1
-
-    probe()
+    ok, bad = _outcomes(mutated_grammar(), "<mutant>")
     assert ok > 0 and bad > 0
 
 
