@@ -14,7 +14,7 @@ from nasmt.model.supernet import SuperNet, random_specs, recalibrate_bn
 from nasmt.space.grammar import load_grammar
 from nasmt.train.loop import TrainConfig
 from nasmt.train.supernet import candidate_loss, train_supernet
-from tests.conftest import ROOT
+from conftest import ROOT
 
 torch.set_num_threads(1)
 SPACES = ROOT / "search_spaces"

@@ -26,7 +26,7 @@ from nasmt.search.oneshot.bank import (BANK_FILE, STATE_FILE, BankSettings, load
 from nasmt.search.oneshot.train import OPTIM_FILE, _optim_epoch, epoch_lr, train_phase
 from nasmt.space.grammar import load_grammar
 from nasmt.train.supernet import candidate_loss
-from tests.conftest import ROOT
+from conftest import ROOT
 from kill_helpers import run_until
 
 torch.set_num_threads(1)
