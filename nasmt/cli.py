@@ -155,7 +155,7 @@ def cmd_sample(a):
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=a.seed))
     for i in range(a.n):
         t = study.ask()
-        spec = derive(g, t, suite.tasks, data.input_shape, data.n_outputs)
+        spec = derive(g, t, suite.tasks, data.input_shape, data.n_outputs, data.columns)
         c = cost(build(spec), spec.input_shape)
         if a.json:
             import json

@@ -22,6 +22,10 @@ class PreparedData:
         return self.preprocessing.input_shape
 
     @property
+    def columns(self) -> tuple[int, ...]:  # the tabular column layout embeddings read (0 numeric, k one-hot width)
+        return self.preprocessing.layout
+
+    @property
     def n_outputs(self) -> dict[str, int]:  # task ident -> output units
         return self.preprocessing.n_outputs
 

@@ -77,6 +77,13 @@ class Preprocessing:
         return [n for c in self.columns for n in c.feature_names()]
 
     @property
+    def layout(self) -> tuple[int, ...]:
+        """The encoded columns in feature order: 0 a numeric column, k a categorical one's
+        k-value one-hot block (a categorical with no training values encodes to nothing
+        and is left out); () for images. What an embedding op reads (ArchSpec.columns)."""
+        return tuple(0 if c.kind == NUMERIC else len(c.values) for c in self.columns if c.kind == NUMERIC or c.values)
+
+    @property
     def class_labels(self) -> dict[str, list[str]]:
         return {t.ident: list(t.labels) for t in self.tasks if t.kind != "regression"}
 

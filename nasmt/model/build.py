@@ -17,7 +17,7 @@ from torch import nn
 
 from nasmt.model import ops as O
 from nasmt.space.spec import ArchSpec, OpSpec
-from nasmt.space.vocab import SOFT_OPS
+from nasmt.space.vocab import SOFT_OPS, STEM_OPS
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class Shape:
     c: int  # channels (image) or features (vector)
     h: int = 0
     w: int = 0
+    cols: tuple[int, ...] = ()  # the raw tabular columns still in the vector (ArchSpec.columns), then -width of
+    # an opaque block: kept only by the stem ops that read it (embeddings); any other op drops it
 
     @property
     def image(self) -> bool:
@@ -45,11 +47,52 @@ def shape_of(input_shape) -> Shape:
     raise ValueError(f"unsupported input shape {shape}")
 
 
+def _segments(cols: tuple[int, ...]) -> list[tuple[int, int, int]]:
+    """(start, width, code) of each column segment: code 0 numeric, k > 0 a k-value one-hot
+    block, -w an opaque block of width w."""
+    out, pos = [], 0
+    for c in cols:
+        w = 1 if c == 0 else abs(c)
+        out.append((pos, w, c))
+        pos += w
+    return out
+
+
+def _stem(name: str, g, s: Shape) -> tuple[list[nn.Module], Shape]:
+    """The tabular input ops: embeddings read the column layout (`s.cols`); one with no
+    column of its kind left is the identity."""
+    if name == "ensemble":
+        return [O.Ensemble(s.c, g("k"), g("h"))], Shape(g("h"))
+    segs = _segments(s.cols)
+    if name == "catembed":
+        blocks = tuple((a, w) for a, w, c in segs if c > 0)
+        if not blocks:
+            return [], s
+        d = g("d")
+        rest = tuple(c for _, _, c in segs if c <= 0)
+        return [O.CatEmbed(s.c, blocks, d)], Shape(len(blocks) * d + s.c - sum(w for _, w in blocks), cols=(-len(blocks) * d, *rest))
+    num = tuple(a for a, _, c in segs if c == 0)
+    if not num:
+        return [], s
+    d = g("d")
+    m = O.Periodic(s.c, num, g("n"), d, float(g("sigma", 1.0))) if name == "periodic" else O.PiecewiseLinear(s.c, num, g("bins"), d)
+    rest = tuple(c for _, _, c in segs if c != 0)
+    return [m], Shape(len(num) * d + s.c - len(num), cols=(-len(num) * d, *rest))
+
+
 def op_modules(spec: OpSpec, s: Shape, readers: int = 1) -> tuple[list[nn.Module], Shape]:
     """Modules for one op and the shape after it (for an expert mixture: the shape of each
     of its `readers` outputs)."""
     name = spec.op
     g = spec.get
+    if name in STEM_OPS:
+        return _stem(name, g, s)
+    if name == "resblock":
+        mods: list[nn.Module] = []
+        if s.image:
+            mods.append(nn.Flatten())
+            s = Shape(s.c * s.h * s.w)
+        return mods + [O.ResBlock(s.c, g("h"), float(g("p", 0.0)))], Shape(s.c)
     if name in ("mmoe", "ple"):
         h, k = g("h"), g("k", 3)
         if name == "mmoe":
@@ -111,15 +154,24 @@ def _seq_units(path: str, ops, s: Shape) -> tuple[list[Unit], Shape]:
     return out, s
 
 
-def _branch_units(b, s: Shape) -> list[Unit]:
-    """A branch's ops, then its implicit gap (on an image) and output layer."""
+def _branch_units(b, s: Shape, members: int = 1) -> list[Unit]:
+    """A branch's ops, then its implicit gap (on an image) and output layer (and the mean
+    of an ensemble's `members`)."""
     path = f"branches.{b.task}"
     out, s = _seq_units(path, (*b.layers, *b.head), s)
     if s.image:
         out.append(Unit(path, "gap()", "gap", [O.GlobalPool()], s))
         s = Shape(s.c)
     out.append(Unit(path, f"linear(out={b.out})", "linear", [nn.Linear(s.c, b.out)], s))
+    if members > 1:
+        out.append(Unit(path, f"mean(k={members})", "mean", [O.MemberMean(members)], Shape(b.out)))
     return out
+
+
+def members(spec: ArchSpec) -> int:
+    """The ensemble size of `spec` (1 without an ensemble op; validation keeps it in the
+    first stage, so every task reads after it)."""
+    return next((int(o.get("k")) for st in spec.stages for o in st.ops if o.op == "ensemble"), 1)
 
 
 def readers(spec: ArchSpec) -> dict[int, list[str]]:
@@ -137,6 +189,8 @@ def units(spec: ArchSpec) -> list[Unit]:
     """Every op of the network for `spec`: stages, then groups, then each branch (the
     order `build` creates modules in, so a seeded build initializes the same weights)."""
     s = shape_of(spec.input_shape)
+    if spec.columns and not s.image:
+        s = Shape(s.c, cols=tuple(spec.columns))
     who = readers(spec)
     out, stage_out = [], []
     for i, st in enumerate(spec.stages):
@@ -152,7 +206,7 @@ def units(spec: ArchSpec) -> list[Unit]:
         us, group_out[g.name] = _seq_units(f"groups.{g.name}", g.layers, stage_out[g.tap - 1])
         out += us
     for b in spec.branches:
-        out += _branch_units(b, group_out[b.group] if b.group is not None else stage_out[b.tap - 1])
+        out += _branch_units(b, group_out[b.group] if b.group is not None else stage_out[b.tap - 1], members(spec))
     return out
 
 

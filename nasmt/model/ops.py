@@ -148,6 +148,193 @@ class PLE(nn.Module):
         return tuple(xs)
 
 
+class ResBlock(nn.Module):
+    """resblock(h, p): the ResNet block of Gorishniy et al. 2021 ("Revisiting Deep Learning
+    Models for Tabular Data") with LayerNorm: x + drop(linear2(drop(relu(linear1(norm(x)))))),
+    hidden width h; keeps the width."""
+
+    def __init__(self, c: int, h: int, p: float = 0.0):
+        super().__init__()
+        self.args = (c, h, p)
+        self.norm = nn.LayerNorm(c)
+        self.linear1 = nn.Linear(c, h)
+        self.act = nn.ReLU()
+        self.drop1 = nn.Dropout(p)
+        self.linear2 = nn.Linear(h, c)
+        self.drop2 = nn.Dropout(p)
+
+    def forward(self, x):
+        return x + self.drop2(self.linear2(self.drop1(self.act(self.linear1(self.norm(x))))))
+
+
+def _rest(din: int, used) -> list:
+    used = set(used)
+    return [i for i in range(din) if i not in used]
+
+
+class Periodic(nn.Module):
+    """periodic(n, d, sigma): PLR embeddings of the numeric input columns `num` (Gorishniy
+    et al. 2022, "On Embeddings for Numerical Features in Tabular Deep Learning"): per
+    column, sin and cos of 2 pi c x for n learned frequencies c (initialized N(0, sigma^2)),
+    the column's own linear layer to d units (a grouped 1x1 convolution), ReLU. The other
+    features follow unchanged: (N, D) -> (N, F*d + D - F)."""
+
+    TWO_PI = 6.283185307179586
+
+    def __init__(self, din: int, num: tuple, n: int, d: int, sigma: float = 1.0):
+        super().__init__()
+        self.args = (din, tuple(num), n, d, sigma)
+        f, rest = len(num), _rest(din, num)
+        self.register_buffer("num", torch.tensor(list(num), dtype=torch.long))
+        self.register_buffer("rest", torch.tensor(rest, dtype=torch.long))
+        self.has_rest = bool(rest)
+        self.freq = nn.Parameter(torch.randn(f, n) * sigma)
+        self.linear = nn.Conv2d(2 * n * f, d * f, 1, groups=f)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        v = self.TWO_PI * self.freq * x[:, self.num].unsqueeze(-1)  # (N, F, n)
+        e = torch.cat([torch.sin(v), torch.cos(v)], dim=-1)  # (N, F, 2n)
+        y = self.act(self.linear(e.reshape(e.shape[0], -1, 1, 1))).flatten(1)
+        return torch.cat([y, x[:, self.rest]], dim=1) if self.has_rest else y
+
+
+class PiecewiseLinear(nn.Module):
+    """plenc(bins, d): piecewise-linear encoding of the numeric input columns `num`
+    (Gorishniy et al. 2022): per column, bins between distinct quantiles of its training
+    values; bin t encodes clip((x - lo_t) * inv_width_t, 0, 1) (the first bin open below,
+    the last open above), then the column's own linear layer to d units and ReLU. The
+    fitted bins live in the buffers `lo` and `inv_width` (so the weights file carries
+    them); `fit(x)` sets them from the training inputs (a column with fewer distinct
+    quantiles than bins gets leading empty bins that encode 0). The other features
+    follow unchanged: (N, D) -> (N, F*d + D - F)."""
+
+    def __init__(self, din: int, num: tuple, bins: int, d: int):
+        super().__init__()
+        self.args = (din, tuple(num), bins, d)
+        f, rest = len(num), _rest(din, num)
+        self.bins = bins
+        self.register_buffer("num", torch.tensor(list(num), dtype=torch.long))
+        self.register_buffer("rest", torch.tensor(rest, dtype=torch.long))
+        self.has_rest = bool(rest)
+        edges = torch.linspace(-2.0, 2.0, bins + 1)  # until fitted: even bins over standardized values
+        self.register_buffer("lo", edges[:-1].repeat(f, 1))
+        self.register_buffer("inv_width", (1.0 / (edges[1:] - edges[:-1])).repeat(f, 1))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.long))
+        self.linear = nn.Conv2d(bins * f, d * f, 1, groups=f)
+        self.act = nn.ReLU()
+
+    @torch.no_grad()
+    def fit(self, x):
+        """Bins from the quantiles of the training inputs `x` (N, D)."""
+        t = self.bins
+        q = torch.linspace(0.0, 1.0, t + 1, device=x.device)
+        for j, col in enumerate(self.num.tolist()):
+            u = torch.unique(torch.quantile(x[:, col].float(), q))
+            m = u.numel() - 1
+            self.lo[j].zero_()
+            self.inv_width[j].zero_()
+            if m > 0:
+                self.lo[j, t - m:] = u[:-1]
+                self.inv_width[j, t - m:] = 1.0 / (u[1:] - u[:-1])
+        self.fitted.fill_(1)
+
+    def forward(self, x):
+        z = (x[:, self.num].unsqueeze(-1) - self.lo) * self.inv_width  # (N, F, bins)
+        parts = [torch.clamp(z[..., :1], max=1.0)]
+        if self.bins > 2:
+            parts.append(torch.clamp(z[..., 1:-1], 0.0, 1.0))
+        parts.append(torch.clamp(z[..., -1:], min=0.0))
+        e = torch.cat(parts, dim=-1)
+        y = self.act(self.linear(e.reshape(e.shape[0], -1, 1, 1))).flatten(1)
+        return torch.cat([y, x[:, self.rest]], dim=1) if self.has_rest else y
+
+
+class CatEmbed(nn.Module):
+    """catembed(d): a learned d-dim embedding per categorical input column instead of its
+    one-hot block (`blocks`: (start, width) per column): the block times the column's table
+    (a bias-free linear layer) is the table's row for the value; a missing or unseen value
+    (all zeros) embeds as zeros. The other features follow unchanged."""
+
+    def __init__(self, din: int, blocks: tuple, d: int):
+        super().__init__()
+        self.args = (din, tuple(tuple(b) for b in blocks), d)
+        self.blocks = tuple(tuple(b) for b in blocks)
+        rest = _rest(din, [i for s, w in self.blocks for i in range(s, s + w)])
+        self.register_buffer("rest", torch.tensor(rest, dtype=torch.long))
+        self.has_rest = bool(rest)
+        self.embed = nn.ModuleList(nn.Linear(w, d, bias=False) for _, w in self.blocks)
+        for m in self.embed:
+            nn.init.uniform_(m.weight, -d ** -0.5, d ** -0.5)
+
+    def forward(self, x):
+        outs = [m(x[:, s : s + w]) for (s, w), m in zip(self.blocks, self.embed)]
+        if self.has_rest:
+            outs.append(x[:, self.rest])
+        return torch.cat(outs, dim=1)
+
+
+class Ensemble(nn.Module):
+    """ensemble(k, h): starts a TabM-style parameter-efficient ensemble (Gorishniy et al.
+    2024, "TabM"): k members share every weight; this BatchEnsemble layer gives member i
+    relu(((x * r_i) W) * s_i + b_i) (W shared; r_i, s_i, b_i its own: a rank-1 scaling of
+    W). The members travel as k consecutive rows per example through every later layer:
+    (N, D) -> (N*k, h); `MemberMean` ends them at each task's output."""
+
+    def __init__(self, din: int, k: int, h: int):
+        super().__init__()
+        self.args = (din, k, h)
+        self.din, self.k, self.h = din, k, h
+        self.linear = nn.Linear(din, h, bias=False)
+        self.r = nn.Parameter(torch.randint(0, 2, (k, din)).float() * 2 - 1)  # random signs (TabM)
+        self.s = nn.Parameter(torch.randint(0, 2, (k, h)).float() * 2 - 1)
+        self.bias = nn.Parameter((torch.rand(k, h) * 2 - 1) * din ** -0.5)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        xr = (x.unsqueeze(1) * self.r).reshape(-1, self.din)  # (N*k, D), member-minor
+        y = self.linear(xr).reshape(-1, self.k, self.h) * self.s + self.bias
+        return self.act(y).reshape(-1, self.h)
+
+
+class MemberMean(nn.Module):
+    """The end of an ensemble at a task's output: in evaluation the mean of its k members'
+    outputs (N*k, C) -> (N, C); in training every member's output is kept, so each member
+    is trained on its own loss (as TabM)."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.args = (k,)
+        self.k = k
+
+    def forward(self, x):
+        if self.training:
+            return x
+        return x.reshape(-1, self.k, x.shape[-1]).mean(dim=1)
+
+
+TABULAR_OPS = (ResBlock, Periodic, PiecewiseLinear, CatEmbed, Ensemble, MemberMean)  # constructed from .args
+
+
+def fit_inputs(model: nn.Module, x) -> int:
+    """Fit every not yet fitted input encoding of `model` (its `fit`, on the inputs it
+    sees for the examples `x`: one forward pass in eval mode); returns how many."""
+    todo = [m for m in model.modules() if hasattr(m, "fit") and not int(m.fitted)]
+    if not todo:
+        return 0
+    hooks = [m.register_forward_pre_hook(lambda mod, args: mod.fit(args[0])) for m in todo]
+    was = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    return len(todo)
+
+
 class MultiTaskNet(nn.Module):
     """Shared trunk of stages; each task's branch reads the output of one stage, or of a
     task group (a partial branch shared by the tasks that join it).
@@ -186,4 +373,5 @@ class MultiTaskNet(nn.Module):
 
 
 # The classes and functions model.py needs, in definition order.
-EXPORTED_CLASSES = (ConvBNAct, DWSep, Residual, GlobalPool, FC, expert, mix, MMoE, CGC, PLE, MultiTaskNet)
+EXPORTED_CLASSES = (ConvBNAct, DWSep, Residual, GlobalPool, FC, expert, mix, MMoE, CGC, PLE, ResBlock, _rest, Periodic,
+                    PiecewiseLinear, CatEmbed, Ensemble, MemberMean, MultiTaskNet)

@@ -173,7 +173,7 @@ def affinity_genomes(folder, grammar, suite, data, n_trials: int, seed: int) -> 
     genomes = []
     for _ in range(prior_trials(n_trials)):
         t = study.ask()
-        spec = derive(grammar, _Prior(t, fixed, alone), suite.tasks, data.input_shape, data.n_outputs)
+        spec = derive(grammar, _Prior(t, fixed, alone), suite.tasks, data.input_shape, data.n_outputs, data.columns)
         genomes.append(spec.genome_dict)
         study.tell(t, 0.0)
     return genomes, parts

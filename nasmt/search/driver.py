@@ -261,7 +261,7 @@ def _tuner(cfg, out: Path, grammar, suite, objectives, data, conc: int, done: in
 
     space = functools.partial(define_space, grammar_text=grammar.text, grammar_file=grammar.file,
                               tasks=tuple(t.ident for t in suite.tasks), input_shape=tuple(data.input_shape),
-                              n_outputs=dict(data.n_outputs))
+                              n_outputs=dict(data.n_outputs), columns=tuple(data.columns))
     storage = tune_storage(cfg, out)
     session = 1 + sum(1 for p in _list_sessions(storage))
     sampler = make_sampler(cfg.sampler, cfg.seed + RESUME_SEED_STRIDE * (session - 1), cfg.trials, cfg.max_bytes,

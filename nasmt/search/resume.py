@@ -224,10 +224,11 @@ def _genome_check(cfg: SearchConfig):
             suite = load_suite(cfg.tasks)  # checked equal to the run's suite
             data = load_data_cached(suite)
             cache["args"] = (load_grammar(cfg.space),  # checked unchanged since the run started
-                             tuple(t.ident for t in suite.tasks), tuple(data.input_shape), dict(data.n_outputs))
-        grammar, tasks, shape, outs = cache["args"]
+                             tuple(t.ident for t in suite.tasks), tuple(data.input_shape), dict(data.n_outputs),
+                             tuple(data.columns))
+        grammar, tasks, shape, outs, cols = cache["args"]
         try:
-            check_genome(grammar, params, tasks, shape, outs)
+            check_genome(grammar, params, tasks, shape, outs, cols)
         except ValueError:
             return False
         return True

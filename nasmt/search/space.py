@@ -18,6 +18,7 @@ def grammar_of(text: str, file: str) -> Grammar:
     return _GRAMMARS[key]
 
 
-def define_space(trial, grammar_text: str, grammar_file: str, tasks: tuple, input_shape: tuple, n_outputs: dict):
+def define_space(trial, grammar_text: str, grammar_file: str, tasks: tuple, input_shape: tuple, n_outputs: dict,
+                 columns: tuple = ()):
     """Derive one architecture with `trial` making every decision (the genome)."""
-    derive(grammar_of(grammar_text, grammar_file), trial, tasks, input_shape, n_outputs)
+    derive(grammar_of(grammar_text, grammar_file), trial, tasks, input_shape, n_outputs, columns)

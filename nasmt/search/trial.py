@@ -90,7 +90,7 @@ def run_trial(config: dict, ctx: TrialContext) -> None:
         data = load_data_cached(ctx.suite)
         t_data = time.time()
         spec = replay(grammar_of(ctx.grammar_text, ctx.grammar_file), genome, ctx.suite.tasks, data.input_shape,
-                      data.n_outputs)
+                      data.n_outputs, data.columns)
         send_files(ctx, number, {SPEC_FILE: _json_bytes(spec.to_json())})
         rec, weights = _train_and_measure(ctx, number, spec, data)
         rec = replace(rec, timings={**rec.timings, "data_s": t_data - t_start, "total_s": time.time() - t_start})

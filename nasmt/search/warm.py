@@ -45,7 +45,7 @@ def enqueued_genomes(paths, grammar, suite, data) -> list[dict]:
     for p in paths:
         genome, promised = genome_from_file(p)
         try:
-            spec = check_genome(grammar, genome, suite.tasks, data.input_shape, data.n_outputs)
+            spec = check_genome(grammar, genome, suite.tasks, data.input_shape, data.n_outputs, data.columns)
         except ValueError as e:
             raise UserError(f"--enqueue {p}: does not fit {grammar.file} for {suite.file}: {e}") from None
         if promised and spec.hash != promised:
@@ -85,7 +85,7 @@ def warm_trials(runs, grammar, suite, data, objectives, budgets: dict) -> tuple[
                 ))
                 continue
             try:
-                enqueue.append(check_genome(grammar, rec.genome, suite.tasks, data.input_shape, data.n_outputs).genome_dict)
+                enqueue.append(check_genome(grammar, rec.genome, suite.tasks, data.input_shape, data.n_outputs, data.columns).genome_dict)
             except ValueError:
                 continue  # not a derivation of the new grammar: nothing to reuse
     return add, enqueue

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from nasmt.space.nodes import Grammar, Item, Op, Ref
 from nasmt.space.spec import ArchSpec, BranchSpec, GroupSpec, OpSpec, Precision, StageSpec, TrainSpec
-from nasmt.space.vocab import OPS
+from nasmt.space.vocab import EMBED_OPS, OPS
 
 
 class _Recorder:
@@ -159,14 +159,21 @@ def _train(w: _Walker) -> TrainSpec | None:
     ops: list = []
     w.rule("train", "train", ops, "train")
     got = {o.op: o for _, o in ops}
-    bal, opt = got.get("balance"), got.get("optim")
+    bal, opt, sch = got.get("balance"), got.get("optim"), got.get("schedule")
+    early, batch, reg = got.get("early"), got.get("batch"), got.get("regloss")
     return TrainSpec(balance=bal.get("method") if bal else "equal",
-                     lr=float(opt.get("lr")) if opt else None, wd=float(opt.get("wd")) if opt else None)
+                     lr=float(opt.get("lr")) if opt else None, wd=float(opt.get("wd")) if opt else None,
+                     schedule=str(sch.get("kind")) if sch else None, warmup=float(sch.get("warmup")) if sch else None,
+                     patience=int(early.get("patience")) if early else None,
+                     batch_size=int(batch.get("size")) if batch else None, reg_loss=str(reg.get("fn")) if reg else None)
 
 
-def derive(grammar: Grammar, trial, tasks, input_shape: tuple[int, ...], n_outputs: dict[str, int]) -> ArchSpec:
-    """Walk `grammar` with `trial`; `tasks` are TaskDefs (or idents) in suite order.
-    Decision order: trunk, branches, joined groups, precisions, train."""
+def derive(grammar: Grammar, trial, tasks, input_shape: tuple[int, ...], n_outputs: dict[str, int],
+           columns: tuple[int, ...] = ()) -> ArchSpec:
+    """Walk `grammar` with `trial`; `tasks` are TaskDefs (or idents) in suite order;
+    `columns` the tabular input layout (`PreparedData.columns`), which the spec carries
+    when one of its ops reads it (an embedding). Decision order: trunk, branches, joined
+    groups, precisions, train."""
     rec = _Recorder(trial)
     w = _Walker(grammar, rec)
     stages = w.stages()
@@ -196,6 +203,9 @@ def derive(grammar: Grammar, trial, tasks, input_shape: tuple[int, ...], n_outpu
         for ident, tap, layers, head, group in branches
     )
     train = _train(w)  # before the genome is read off the recorder
+    embeds = any(o.op in EMBED_OPS for st in stage_specs for o in st.ops)
+    if embeds and not columns:
+        raise ValueError("an embedding op needs the tabular column layout (derive(..., columns=data.columns))")
     return ArchSpec(
         space=grammar.name,
         input_shape=tuple(int(x) for x in input_shape),
@@ -204,14 +214,15 @@ def derive(grammar: Grammar, trial, tasks, input_shape: tuple[int, ...], n_outpu
         genome=tuple(sorted(rec.genome.items())),
         groups=group_specs,
         train=train,
+        columns=tuple(int(c) for c in columns) if embeds else (),
     )
 
 
-def replay(grammar: Grammar, genome: dict, tasks, input_shape, n_outputs) -> ArchSpec:
+def replay(grammar: Grammar, genome: dict, tasks, input_shape, n_outputs, columns: tuple[int, ...] = ()) -> ArchSpec:
     """Rebuild the ArchSpec a genome came from (optuna FixedTrial)."""
     import optuna
 
-    return derive(grammar, optuna.trial.FixedTrial(dict(genome)), tasks, input_shape, n_outputs)
+    return derive(grammar, optuna.trial.FixedTrial(dict(genome)), tasks, input_shape, n_outputs, columns)
 
 
 class _Strict:
@@ -239,13 +250,13 @@ class _Strict:
         return float(v)
 
 
-def check_genome(grammar: Grammar, genome: dict, tasks, input_shape, n_outputs) -> ArchSpec:
+def check_genome(grammar: Grammar, genome: dict, tasks, input_shape, n_outputs, columns: tuple[int, ...] = ()) -> ArchSpec:
     """The ArchSpec of `genome` if it is exactly a derivation of `grammar` for these
     tasks (every decision present and in its domain, none left over); else ValueError
     naming the first offending decision."""
     if not isinstance(genome, dict):
         raise ValueError("a genome is a JSON object of decisions")
-    spec = derive(grammar, _Strict(genome), tasks, input_shape, n_outputs)
+    spec = derive(grammar, _Strict(genome), tasks, input_shape, n_outputs, columns)
     extra = sorted(set(genome) - set(spec.genome_dict))
     if extra:
         raise ValueError(f"decision {extra[0]} is not made by this grammar for these tasks")

@@ -120,18 +120,30 @@ class GroupSpec:
 @dataclass(frozen=True)
 class TrainSpec:
     """How a trial trains, when the grammar decides it (the 'train' rule): the loss
-    balancing method, and the AdamW learning rate / weight decay (None: the run's)."""
+    balancing method, the AdamW learning rate / weight decay, and the recipe: rate
+    schedule and warm-up share, early-stopping patience, batch size, regression loss
+    (None: the run's)."""
 
     balance: str = "equal"
     lr: float | None = None
     wd: float | None = None
+    schedule: str | None = None
+    warmup: float | None = None
+    patience: int | None = None
+    batch_size: int | None = None
+    reg_loss: str | None = None
+
+    RECIPE = ("schedule", "warmup", "patience", "batch_size", "reg_loss")  # TrainConfig fields of the same names
 
     def to_json(self) -> dict:
-        return {"balance": self.balance, "lr": self.lr, "wd": self.wd}
+        d = {"balance": self.balance, "lr": self.lr, "wd": self.wd}
+        d.update({k: getattr(self, k) for k in self.RECIPE if getattr(self, k) is not None})  # older specs keep their hash
+        return d
 
     @staticmethod
     def from_json(d: dict) -> "TrainSpec":
-        return TrainSpec(d.get("balance", "equal"), d.get("lr"), d.get("wd"))
+        return TrainSpec(d.get("balance", "equal"), d.get("lr"), d.get("wd"),
+                         **{k: d.get(k) for k in TrainSpec.RECIPE})
 
 
 SHARING_FAMILIES = ("hard", "mmoe", "ple", "tree")  # ArchSpec.sharing joins the present ones with "+"
@@ -146,6 +158,8 @@ class ArchSpec:
     genome: tuple[tuple[str, object], ...] = field(default=(), compare=True)
     groups: tuple[GroupSpec, ...] = ()  # task groups some branch joins
     train: TrainSpec | None = None  # None: the grammar has no 'train' rule (the run's settings, equal balancing)
+    columns: tuple[int, ...] = ()  # tabular input layout per raw column (0 numeric, k a k-value one-hot block),
+    # set only when an op reads it (an embedding: nasmt.space.vocab.EMBED_OPS)
 
     @property
     def genome_dict(self) -> dict:
@@ -173,7 +187,8 @@ class ArchSpec:
 
     def train_overrides(self) -> dict:
         """The TrainConfig fields this architecture fixes through its 'train' rule
-        (balance, lr, weight_decay); empty without one."""
+        (balance, lr, weight_decay and the recipe's schedule, warmup, patience, batch_size,
+        reg_loss); empty without one."""
         if self.train is None:
             return {}
         d: dict = {"balance": self.train.balance}
@@ -181,6 +196,7 @@ class ArchSpec:
             d["lr"] = self.train.lr
         if self.train.wd is not None:
             d["weight_decay"] = self.train.wd
+        d.update({k: getattr(self.train, k) for k in TrainSpec.RECIPE if getattr(self.train, k) is not None})
         return d
 
     @property
@@ -200,6 +216,8 @@ class ArchSpec:
             d["groups"] = [g.to_json() for g in self.groups]
         if self.train is not None:
             d["train"] = self.train.to_json()
+        if self.columns:
+            d["columns"] = list(self.columns)
         return d
 
     def to_json(self) -> dict:
@@ -218,6 +236,7 @@ class ArchSpec:
             genome=tuple(sorted(d.get("genome", {}).items())),
             groups=tuple(GroupSpec.from_json(g) for g in d.get("groups", [])),
             train=TrainSpec.from_json(d["train"]) if d.get("train") is not None else None,
+            columns=tuple(int(c) for c in d.get("columns", ())),
         )
 
     @staticmethod
@@ -240,5 +259,6 @@ class ArchSpec:
             src = f"group {b.group}" if b.group is not None else f"stage {b.tap}"
             lines.append(f"  task {b.task} <- {src} ({b.precision}): {ops} -> linear({b.out})")
         if self.train is not None:
-            lines.append(f"  train: balance={self.train.balance} lr={self.train.lr} wd={self.train.wd}")
+            lines.append(f"  train: balance={self.train.balance} lr={self.train.lr} wd={self.train.wd}"
+                         + "".join(f" {k}={getattr(self.train, k)}" for k in TrainSpec.RECIPE if getattr(self.train, k) is not None))
         return "\n".join(lines)

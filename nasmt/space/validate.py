@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from nasmt.errors import GrammarError
 from nasmt.space.nodes import RESERVED, Grammar, Item, Op, Ref, Rule
-from nasmt.space.vocab import IMAGE_OPS, OPS, SOFT_OPS, VECTOR_OPS
+from nasmt.space.vocab import IMAGE_OPS, OPS, SOFT_OPS, STEM_OPS, TRAIN_OPS, VECTOR_OPS
 
 
 def _refs(rule: Rule):
@@ -43,6 +43,7 @@ def validate(g: Grammar) -> None:
     _check_groups(g)
     _check_soft(g)
     _check_shapes(g)
+    _check_stem(g)
 
 
 def _check_references(g: Grammar) -> None:
@@ -127,7 +128,7 @@ def _check_op(g: Grammar, r: Rule, it: Item, op: Op) -> None:
     if schema.kind == "train" and r.name != "train":
         raise GrammarError(f"{f}:{op.line}:{op.col}: {op.name}(...) may only appear in the 'train' rule")
     if r.name == "train" and schema.kind != "train":
-        raise GrammarError(f"{f}:{op.line}:{op.col}: the 'train' rule holds only balance(...) and optim(...) ops")
+        raise GrammarError(f"{f}:{op.line}:{op.col}: the 'train' rule holds only {', '.join(n + '(...)' for n in TRAIN_OPS)} ops")
     if schema.kind == "precision" and r.name != "quant":
         raise GrammarError(f"{f}:{op.line}:{op.col}: precision(...) may only appear in the 'quant' rule")
     if schema.kind in ("tap", "join", "precision", "train", "soft") and (it.lo, it.hi) != (1, 1):
@@ -137,7 +138,10 @@ def _check_op(g: Grammar, r: Rule, it: Item, op: Op) -> None:
 
 
 def _check_experts(f: str, op: Op) -> None:
-    """Every gate of an expert mixture has experts to mix."""
+    """Every gate of an expert mixture has experts to mix; an ensemble has members."""
+    if op.name == "ensemble" and 0 in op.param("k").choices:
+        p = op.param("k")
+        raise GrammarError(f"{f}:{p.line}:{p.col}: ensemble.k=0: an ensemble needs at least 1 member")
     if op.name == "mmoe" and 0 in op.param("n").choices:
         p = op.param("n")
         raise GrammarError(f"{f}:{p.line}:{p.col}: mmoe.n=0: an expert count must be at least 1 (a gate with no experts)")
@@ -177,8 +181,8 @@ def _check_special_rules(g: Grammar) -> None:
             for it in a.items:
                 if isinstance(it.atom, Ref) or names.count(it.atom.name) > 1:
                     at = it.atom
-                    raise GrammarError(f"{g.file}:{at.line}:{at.col}: each alternative of 'train' holds balance(...) "
-                                       "and optim(...) at most once each, written directly")
+                    raise GrammarError(f"{g.file}:{at.line}:{at.col}: each alternative of 'train' holds each of "
+                                       f"{', '.join(n + '(...)' for n in TRAIN_OPS)} at most once, written directly")
     if "quant" in g.rules:
         for a in g.rules["quant"].alts:
             if len(a.items) != 1 or not isinstance(a.items[0].atom, Op):
@@ -289,9 +293,64 @@ def _check_shapes(g: Grammar) -> None:
                     )
 
 
+def _stem_kinds(g: Grammar, name: str, memo: dict) -> tuple[bool, bool, bool]:
+    """(may contain an embedding, may contain ensemble, may contain any other op but
+    identity) for a rule."""
+    if name in memo:
+        return memo[name]
+    memo[name] = (False, False, False)
+    acc = [False, False, False]
+    for a in g.rules[name].alts:
+        for it in a.items:
+            acc = [x or y for x, y in zip(acc, _stem_item(g, it, memo))]
+    memo[name] = tuple(acc)
+    return memo[name]
+
+
+def _stem_item(g: Grammar, it: Item, memo: dict) -> tuple[bool, bool, bool]:
+    if isinstance(it.atom, Ref):
+        return _stem_kinds(g, it.atom.name, memo)
+    n = it.atom.name
+    return n in STEM_OPS and n != "ensemble", n == "ensemble", n not in STEM_OPS and n != "identity"
+
+
+def _check_stem(g: Grammar) -> None:
+    """The tabular input ops (embeddings, ensemble) read the raw columns: they stand in the
+    first item of the trunk (its first stage), embeddings before the ensemble and both
+    before every other op, none repeated; nowhere else."""
+    memo: dict = {}
+    f = g.file
+    for r in g.rules.values():
+        for a in r.alts:
+            seen_other = seen_ens = False
+            for it in a.items:
+                emb, ens, other = _stem_item(g, it, memo)
+                at = it.atom
+                if (emb or ens) and (seen_other or seen_ens and emb):
+                    raise GrammarError(f"{f}:{at.line}:{at.col}: '{at.name}' may apply a tabular input op after "
+                                       f"{'an ensemble' if seen_ens else 'another op'}; embeddings come first, then ensemble, then the rest")
+                if (emb or ens) and it.hi > 1:
+                    raise GrammarError(f"{f}:{at.line}:{at.col}: a tabular input op ('{at.name}') cannot be repeated")
+                seen_other, seen_ens = seen_other or other, seen_ens or ens
+    starts = []  # items that do not begin the trunk: later trunk items, branch and group items
+    for name in ("trunk", "branch", "group"):
+        for a in g.rules[name].alts if name in g.rules else ():
+            starts += a.items[1:] if name == "trunk" else a.items
+    for it in starts:
+        emb, ens, _ = _stem_item(g, it, memo)
+        if emb or ens:
+            raise GrammarError(f"{f}:{it.atom.line}:{it.atom.col}: '{it.atom.name}' may place a tabular input op "
+                               "(periodic, plenc, catembed, ensemble) outside the trunk's first item (its first stage)")
+
+
 def check_compatible(g: Grammar, image_input: bool, suite_file: str = "<suite>") -> None:
-    """Refuse a conv space on vector data (and say which op)."""
+    """Refuse a conv space on vector data and a tabular input op on images (and say which op)."""
     if image_input:
+        for r in g.rules.values():
+            for it, op in _ops(r):
+                if op.name in STEM_OPS:
+                    raise GrammarError(f"{g.file}:{op.line}:{op.col}: op '{op.name}' needs tabular input (raw columns), "
+                                       f"but the task suite {suite_file} gives images")
         return
     for r in g.rules.values():
         for it, op in _ops(r):

@@ -54,7 +54,7 @@ class ParamSchema:
 
 @dataclass(frozen=True)
 class OpSchema:
-    kind: str  # image | flatten | vector | any | soft | tap | join | precision | train
+    kind: str  # image | flatten | vector | stem | any | soft | tap | join | precision | train
     params: dict = field(default_factory=dict)
     doc: str = ""
 
@@ -65,6 +65,9 @@ _S = ParamSchema(int, 1, 2, default=1)
 _N = ParamSchema(int, 0, 16)  # expert counts (0 is refused with its own message: a gate needs experts)
 _H = ParamSchema(int, 1, 4096)  # an expert's units (vector input) or channels (image input)
 _KE = ParamSchema(int, 1, 11, default=3, odd=True)  # a conv expert's kernel
+_D = ParamSchema(int, 1, 1024)  # an embedding's width per column
+REG_LOSSES = ("mse", "l1", "huber")  # nasmt.train.losses implements them
+SCHEDULES = ("onecycle", "cosine", "constant")  # nasmt.train.loop implements them
 
 OPS: dict[str, OpSchema] = {
     "conv": OpSchema("image", {"k": _K, "c": _C, "s": _S}, "conv k x k -> BatchNorm -> ReLU"),
@@ -78,6 +81,36 @@ OPS: dict[str, OpSchema] = {
         "vector",
         {"h": ParamSchema(int, 1, 65536), "act": ParamSchema(str, choices=("relu", "gelu", "tanh"), default="relu")},
         "linear layer with h units and an activation",
+    ),
+    "resblock": OpSchema(
+        "vector",
+        {"h": ParamSchema(int, 1, 65536), "p": ParamSchema(float, 0.0, 0.9, default=0.0)},
+        "residual MLP block (Gorishniy et al. 2021): x + dropout(linear(dropout(relu(linear(layernorm(x), h))))); "
+        "keeps the width",
+    ),
+    "periodic": OpSchema(
+        "stem",
+        {"n": ParamSchema(int, 1, 256), "d": _D, "sigma": ParamSchema(float, 1e-4, 100.0, default=1.0)},
+        "PLR embedding of each numeric column (Gorishniy et al. 2022): sin/cos of n learned frequencies "
+        "(initialized N(0, sigma^2)), the column's own linear layer to d units, ReLU; tabular input, first stage",
+    ),
+    "plenc": OpSchema(
+        "stem",
+        {"bins": ParamSchema(int, 2, 256), "d": _D},
+        "piecewise-linear encoding of each numeric column over `bins` quantile bins of the training split "
+        "(Gorishniy et al. 2022), the column's own linear layer to d units, ReLU; tabular input, first stage",
+    ),
+    "catembed": OpSchema(
+        "stem",
+        {"d": _D},
+        "a learned d-dim embedding per categorical column instead of its one-hot block; tabular input, first stage",
+    ),
+    "ensemble": OpSchema(
+        "stem",
+        {"k": ParamSchema(int, 0, 64), "h": ParamSchema(int, 1, 65536)},
+        "TabM-style ensemble (Gorishniy et al. 2024) of k members sharing every weight: a BatchEnsemble linear "
+        "layer to h units (per-member rank-1 scaling r_i, s_i and bias) + ReLU; each task outputs the mean of "
+        "its members'; tabular input, first stage, after the embeddings",
     ),
     "dropout": OpSchema("any", {"p": ParamSchema(float, 0.0, 0.9)}, "dropout with probability p"),
     "identity": OpSchema("any", {}, "no-op (an explicit 'skip' alternative)"),
@@ -108,6 +141,25 @@ OPS: dict[str, OpSchema] = {
         {"lr": ParamSchema(float, 1e-6, 1.0, default=None), "wd": ParamSchema(float, 0.0, 1.0, default=1e-4)},
         "AdamW learning rate and weight decay of the trial (the 'train' rule)",
     ),
+    "schedule": OpSchema(
+        "train",
+        {"kind": ParamSchema(str, choices=SCHEDULES), "warmup": ParamSchema(float, 0.0, 0.9, default=0.05)},
+        "learning-rate schedule: onecycle, cosine decay after a linear warm-up over the `warmup` share of the "
+        "steps, or constant (the 'train' rule)",
+    ),
+    "early": OpSchema(
+        "train",
+        {"patience": ParamSchema(int, 0, 10000)},
+        "early stopping: stop after `patience` epochs without a better validation loss and keep the best "
+        "epoch's weights; 0 trains the whole budget (the 'train' rule)",
+    ),
+    "batch": OpSchema("train", {"size": ParamSchema(int, 1, 1 << 20)}, "minibatch size (the 'train' rule)"),
+    "regloss": OpSchema(
+        "train",
+        {"fn": ParamSchema(str, choices=REG_LOSSES)},
+        "the regression tasks' loss: mse, l1 (matches an MAE metric) or huber (delta 1 on standardized "
+        "targets) (the 'train' rule)",
+    ),
     "tap": OpSchema(
         "tap",
         {"at": ParamSchema(int, 1, 64, choices=("last",))},
@@ -124,4 +176,7 @@ OPS: dict[str, OpSchema] = {
 }
 
 IMAGE_OPS = frozenset(n for n, s in OPS.items() if s.kind == "image")
-VECTOR_OPS = frozenset(n for n, s in OPS.items() if s.kind in ("vector", "flatten"))
+VECTOR_OPS = frozenset(n for n, s in OPS.items() if s.kind in ("vector", "flatten", "stem"))
+STEM_OPS = frozenset(n for n, s in OPS.items() if s.kind == "stem")  # tabular input ops: the first trunk stage
+EMBED_OPS = frozenset(("periodic", "plenc", "catembed"))  # stem ops that read the raw column layout
+TRAIN_OPS = tuple(n for n, s in OPS.items() if s.kind == "train")

@@ -6,7 +6,11 @@ On CUDA the forward runs under bf16 autocast (unless `bf16=False`). A non-finite
 a run past its time limit raises TrialError. Searches train with the defaults (OneCycle
 schedule, one permutation per epoch); quantization-aware fine-tuning
 (`nasmt.quant.finetune`) runs the same loop with a constant rate, i.i.d. batches, frozen
-BatchNorm and a forward hook. The per-task losses become gradients through a loss
+BatchNorm and a forward hook. A grammar's train rule may set the recipe: schedule
+("cosine": linear warm-up, then cosine decay), warm-up share, early-stopping `patience`
+(validation mean_error per epoch, the best epoch's weights restored), batch size and the
+regression loss. Input encodings that need fitting (piecewise-linear bins) are fitted on
+the train split before the first step, unless the model carries fitted ones. The per-task losses become gradients through a loss
 balancing method (`TrainConfig.balance`, `nasmt.train.balance`; default "equal", the plain
 weighted sum).
 """
@@ -24,12 +28,14 @@ from torch.func import functional_call
 from nasmt.errors import TrialError
 from nasmt.data.suite import TaskSuite
 from nasmt.train.balance import METHODS, Balancer, make_balancer
-from nasmt.train.losses import task_losses
+from nasmt.model.ops import fit_inputs
+from nasmt.train.losses import REG_LOSSES, task_losses
 from nasmt.train.metrics import tensors
 
-SCHEDULES = ("onecycle", "constant")
+SCHEDULES = ("onecycle", "cosine", "constant")
 SAMPLINGS = ("epochs", "random")
-ONECYCLE_WARMUP = 0.15  # share of the steps OneCycle spends raising the rate to `lr`
+ONECYCLE_WARMUP = 0.15  # share of the steps OneCycle spends raising the rate to `lr` (warmup None)
+COSINE_WARMUP = 0.05  # share of the steps "cosine" raises the rate linearly to `lr` (warmup None)
 LOSS_READ_EVERY = 25  # read the loss (a device sync) every this many steps and at the last one
 
 
@@ -48,6 +54,10 @@ class TrainConfig:
     freeze_bn: bool = False  # train in eval mode: BatchNorm statistics frozen, dropout off
     bf16: bool = True  # on CUDA, run the forward under bf16 autocast (no effect on CPU: always fp32)
     balance: str = "equal"  # loss balancing method, one of nasmt.train.balance.METHODS
+    warmup: float | None = None  # warm-up share of the steps ("onecycle", "cosine"); None: the schedule's default
+    patience: int = 0  # > 0: after each epoch the validation mean_error is measured; training stops after this
+    # many epochs without a better one and the best epoch's weights are restored. 0: the whole budget
+    reg_loss: str = "mse"  # regression loss: mse, l1 or huber (nasmt.train.losses.REG_LOSSES)
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -56,6 +66,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.sampling: {self.sampling!r} is not one of {', '.join(SAMPLINGS)}")
         if self.balance not in METHODS:
             raise ValueError(f"TrainConfig.balance: {self.balance!r} is not one of {', '.join(METHODS)}")
+        if self.reg_loss not in REG_LOSSES:
+            raise ValueError(f"TrainConfig.reg_loss: {self.reg_loss!r} is not one of {', '.join(REG_LOSSES)}")
+        if self.patience < 0 or self.batch_size < 1:
+            raise ValueError("TrainConfig: patience must be >= 0 and batch_size >= 1")
 
 
 class TrainHook:
@@ -110,7 +124,41 @@ def _batches(n: int, bs: int, cfg: TrainConfig, dev: torch.device) -> Iterator[t
 def _scheduler(opt, cfg: TrainConfig, total: int):
     if cfg.schedule == "constant":
         return None
-    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=ONECYCLE_WARMUP)
+    if cfg.schedule == "cosine":  # linear warm-up to lr, then cosine decay to 0 at the last step
+        w = round((COSINE_WARMUP if cfg.warmup is None else cfg.warmup) * total)
+
+        def factor(s: int) -> float:
+            if s < w:
+                return (s + 1) / w
+            return 0.5 * (1.0 + math.cos(math.pi * (s - w) / max(1, total - w)))
+
+        return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    pct = ONECYCLE_WARMUP if cfg.warmup is None else min(max(cfg.warmup, 1e-6), 0.99)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=pct)
+
+
+class _EarlyStop:
+    """Validation mean_error after each epoch; the best epoch's weights kept (a copy) and
+    restored at the end; `done` once `patience` epochs passed without improvement."""
+
+    def __init__(self, model, suite, data, cfg: TrainConfig):
+        self.model, self.suite, self.data, self.cfg = model, suite, data, cfg
+        self.best, self.best_epoch, self.state, self.history = math.inf, 0, None, []
+
+    def epoch_end(self, epoch: int) -> bool:
+        from nasmt.train.metrics import evaluate
+
+        err = evaluate(self.model, self.suite, self.data, "val", self.cfg.device)["mean_error"]
+        self.history.append(err)
+        if err < self.best:  # NaN never wins
+            self.best, self.best_epoch = err, epoch
+            self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return epoch - self.best_epoch >= self.cfg.patience
+
+    def restore(self) -> dict:
+        if self.state is not None:
+            self.model.load_state_dict(self.state)
+        return {"best_epoch": self.best_epoch, "val_history": self.history}
 
 
 def _read_loss(loss: torch.Tensor, step: int) -> float:
@@ -168,8 +216,10 @@ def train(model: torch.nn.Module, suite: TaskSuite, data, cfg: TrainConfig, hook
     method's name) and 'task_weights' (its task weights at the end). `balancer`, when
     given, replaces the one `cfg.balance` names (e.g. `nasmt.train.affinity.AffinityProbe`)."""
     dev = torch.device(cfg.device)
-    model.to(dev).train(not cfg.freeze_bn)
+    model.to(dev)
     x, ys = tensors(data, "train", dev)
+    fit_inputs(model, x)  # input encodings fitted on the train split (once: a trained model keeps its own)
+    model.train(not cfg.freeze_bn)
     n = x.shape[0]
     bs, steps_per_epoch, total = plan_steps(n, cfg)
     batches = _batches(n, bs, cfg, dev)
@@ -183,14 +233,16 @@ def train(model: torch.nn.Module, suite: TaskSuite, data, cfg: TrainConfig, hook
         h.on_start(model, opt)
     autocast_on = cfg.bf16 and dev.type == "cuda"
     timer = _SpanTimer(dev)
+    stopper = _EarlyStop(model, suite, data, cfg) if cfg.patience > 0 else None
     t0 = time.perf_counter()
     loss_val = float("nan")
+    step = 0
     for step in range(1, total + 1):
         idx = next(batches)
         xb, yb = x[idx], {k: v[idx] for k, v in ys.items()}
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast_on):
             out = forward(model, xb)
-        _, parts = task_losses(suite, data, out, yb)
+        _, parts = task_losses(suite, data, out, yb, cfg.reg_loss)
         weighted = {t.ident: t.weight * parts[t.ident] for t in suite.tasks}
 
         def relosses(overrides: dict, xb=xb, yb=yb) -> dict:
@@ -200,7 +252,7 @@ def train(model: torch.nn.Module, suite: TaskSuite, data, cfg: TrainConfig, hook
             state.update(overrides)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast_on):
                 o = functional_call(model, state, (xb,), strict=False)
-            _, p = task_losses(suite, data, o, yb)
+            _, p = task_losses(suite, data, o, yb, cfg.reg_loss)
             return {t.ident: t.weight * p[t.ident] for t in suite.tasks}
 
         opt.zero_grad(set_to_none=True)
@@ -221,6 +273,11 @@ def train(model: torch.nn.Module, suite: TaskSuite, data, cfg: TrainConfig, hook
         if step % steps_per_epoch == 0:
             for h in hooks:
                 h.on_epoch(step // steps_per_epoch, loss_val)
+            stop = stopper is not None and stopper.epoch_end(step // steps_per_epoch)
             model.train(not cfg.freeze_bn)
-    return {"steps": total, "epochs": total / steps_per_epoch, "train_time_s": time.perf_counter() - t0, "loss": loss_val,
-            "backward_s": timer.seconds(), "balance": balancer.name, "task_weights": balancer.weights()}
+            if stop:
+                loss_val = _read_loss(loss, step)
+                break
+    early = stopper.restore() if stopper is not None else {}
+    return {"steps": step, "epochs": step / steps_per_epoch, "train_time_s": time.perf_counter() - t0, "loss": loss_val,
+            "backward_s": timer.seconds(), "balance": balancer.name, "task_weights": balancer.weights(), **early}

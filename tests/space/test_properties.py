@@ -162,15 +162,16 @@ def _derive_and_build(g, seed: int, n: int = 3):
     pass; every derivation must replay to the same spec."""
     image = g.uses_image_ops()
     shape = (1, 28, 28) if image else (12,)
+    cols = () if image else (0, 0, 4, 6)  # two numeric columns and two one-hot blocks (embeddings read them)
     tasks = ("left", "right")
     n_out = {"left": 10, "right": 1}
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     for _ in range(n):
         trial = study.ask()
-        spec = derive(g, trial, tasks, shape, n_out)
-        assert replay(g, dict(spec.genome), tasks, shape, n_out) == spec
+        spec = derive(g, trial, tasks, shape, n_out, cols)
+        assert replay(g, dict(spec.genome), tasks, shape, n_out, cols) == spec
         with torch.device("meta"):
-            model = build(spec)
+            model = build(spec).eval()  # eval: an ensemble's members are averaged (training keeps k rows each)
             out = model(torch.zeros(2, *shape))
         assert {k: tuple(v.shape) for k, v in out.items()} == {"left": (2, 10), "right": (2, 1)}
         study.tell(trial, 0.0)

@@ -160,6 +160,6 @@ def test_sampling(mm, sampling):
 
 def test_config_rejects_unknown_options():
     with pytest.raises(ValueError, match="schedule"):
-        TrainConfig(schedule="cosine")
+        TrainConfig(schedule="linear")
     with pytest.raises(ValueError, match="sampling"):
         TrainConfig(sampling="shuffle")

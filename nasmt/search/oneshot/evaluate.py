@@ -160,7 +160,7 @@ def evaluate_batch(bank_ref, run_info: dict, ctx: TrialContext, items: list[tupl
     for number, genome in items:
         t0 = time.time()
         try:
-            spec = replay(grammar, genome, ctx.suite.tasks, data.input_shape, data.n_outputs)
+            spec = replay(grammar, genome, ctx.suite.tasks, data.input_shape, data.n_outputs, data.columns)
         except Exception as e:  # noqa: BLE001
             rec = TrialRecord(number=int(number), status=TrialStatus.FAILED, error=f"genome does not replay: {failure_reason(e)}",
                               error_type=type(e).__name__, finished_at=time.time(),
