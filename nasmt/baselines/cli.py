@@ -27,6 +27,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the run's, else 0.003)")
     p.add_argument("--seed", type=int, default=None, help="seed of every reference (default: the run's, else 0)")
     p.add_argument("--device", default="cpu", help="torch device for the networks: cpu, cuda (default %(default)s)")
+    p.add_argument("--gbdt-leaves", default=None, metavar="N,N,...",
+                   help="LightGBM's grid of num_leaves, searched per task with --gbdt-lr (default 15,63,255)")
+    p.add_argument("--gbdt-lr", default=None, metavar="R,R,...",
+                   help="LightGBM's grid of learning rates (default 0.03,0.1); the point with the lowest validation "
+                   "error is kept")
     p.add_argument("--quiet", action="store_true", help="print nothing but the path of baselines.jsonl")
     p.set_defaults(fn=cmd_baselines)
     return p
@@ -56,5 +61,24 @@ def cmd_baselines(a) -> None:
         raise UserError(f"--tasks: required (or give --out a run directory, whose suite is then used; {out} is not one)")
     suite = a.tasks if a.tasks is not None else suite_of_run(out)
     s = _settings(a, (load_run(out).get("config") or {}) if run_dir else {})
-    path = run_baselines(suite, out, quiet=a.quiet, device=a.device, **s)
+    path = run_baselines(suite, out, quiet=a.quiet, device=a.device, gbdt_grid=gbdt_grid(a), **s)
     print(path)
+
+
+def _numbers(text: str | None, flag: str, kind: type, default: tuple) -> tuple:
+    from nasmt.errors import UserError
+
+    if text is None:
+        return default
+    try:
+        return tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        what = "integers" if kind is int else "numbers"
+        raise UserError(f"{flag}: expected comma-separated {what}, e.g. {','.join(map(str, default))} (got {text!r})") from None
+
+
+def gbdt_grid(a) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """(num_leaves values, learning rates) from --gbdt-leaves / --gbdt-lr, checked."""
+    from nasmt.baselines.gbdt import GRID, check_grid
+
+    return check_grid(_numbers(a.gbdt_leaves, "--gbdt-leaves", int, GRID[0]), _numbers(a.gbdt_lr, "--gbdt-lr", float, GRID[1]))

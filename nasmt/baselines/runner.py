@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import torch
 
-from nasmt.baselines.gbdt import fit_gbdt
+from nasmt.baselines.gbdt import GRID, check_grid, fit_gbdt
 from nasmt.baselines.nets import (BOTTOM_LAYERS, HIDDEN, MMOE_EXPERTS, PLE_LEVELS, PLE_SHARED_EXPERTS, PLE_TASK_EXPERTS,
                                   hard_shared, lenet, mmoe, ple)
 from nasmt.baselines.record import (GBDT, LIGHTGBM, NETWORK, SINGLE_TASK, BaselineRecord, baselines_path, delta_m,
@@ -87,10 +87,10 @@ def _fit_network(suite: TaskSuite, data, build, cfg: TrainConfig) -> tuple[dict,
     return outs, c, {"steps": tr["steps"], "epochs": tr["epochs"], "final_loss": tr["loss"]}
 
 
-def _fit(name: str, suite: TaskSuite, data, cfg: TrainConfig) -> tuple[dict, dict, dict, dict]:
+def _fit(name: str, suite: TaskSuite, data, cfg: TrainConfig, gbdt_grid=GRID) -> tuple[dict, dict, dict, dict]:
     """({split: {task: outputs}}, costs, train summary, detail) of one reference."""
     if name == LIGHTGBM:
-        outs, detail = fit_gbdt(suite, data, cfg.seed, SPLITS)
+        outs, detail = fit_gbdt(suite, data, cfg.seed, SPLITS, gbdt_grid)
         return outs, {}, {}, detail
     if name != SINGLE_TASK:
         net = _nets(suite)[name]
@@ -111,10 +111,11 @@ def _label(suite: TaskSuite, name: str) -> str:
 
 
 def fit_reference(name: str, suite: TaskSuite, data, cfg: TrainConfig, single: BaselineRecord | None,
-                  settings: dict) -> BaselineRecord:
-    """Train and score one reference; Δm against `single` (the single-task record)."""
+                  settings: dict, gbdt_grid=GRID) -> BaselineRecord:
+    """Train and score one reference; Δm against `single` (the single-task record).
+    LightGBM searches `gbdt_grid` (num_leaves values, learning rates) per task."""
     t0 = time.time()
-    outs, costs, tr, detail = _fit(name, suite, data, cfg)
+    outs, costs, tr, detail = _fit(name, suite, data, cfg, gbdt_grid)
     t1 = time.time()
     m = {}
     for s in SPLITS:
@@ -162,10 +163,12 @@ def _line(r: BaselineRecord) -> str:
 def run_baselines(suite_path: str | Path | TaskSuite, out_dir: str | Path, epochs: float = TrainConfig.epochs,
                   steps: int | None = TrainConfig.steps, batch_size: int = TrainConfig.batch_size,
                   lr: float = TrainConfig.lr, seed: int = TrainConfig.seed, quiet: bool = False,
-                  device: str = TrainConfig.device) -> Path:
+                  device: str = TrainConfig.device, gbdt_grid=GRID) -> Path:
     """Train every reference of the suite and write `out_dir/baselines.jsonl` (rewritten
-    after each reference, so an interrupted run keeps the finished ones). Returns its path."""
+    after each reference, so an interrupted run keeps the finished ones). Returns its path.
+    `gbdt_grid`: (num_leaves values, learning rates) LightGBM is tuned over per task."""
     _check_settings(epochs, steps, batch_size, lr, device)
+    gbdt_grid = check_grid(*gbdt_grid)
     suite = suite_path if isinstance(suite_path, TaskSuite) else load_suite(suite_path)
     out = Path(out_dir)
     _check_out(out, suite)
@@ -177,7 +180,7 @@ def run_baselines(suite_path: str | Path | TaskSuite, out_dir: str | Path, epoch
     records: list[BaselineRecord] = []
     for name in names_for(suite):
         single = records[0] if records else None  # names_for puts the single-task networks first
-        records.append(fit_reference(name, suite, data, cfg, single, settings))
+        records.append(fit_reference(name, suite, data, cfg, single, settings, gbdt_grid))
         write_baselines(out, records)
         if not quiet:
             print(_line(records[-1]), flush=True)

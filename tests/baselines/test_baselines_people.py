@@ -30,7 +30,7 @@ SETTINGS = {"epochs": 1.0, "steps": STEPS, "batch_size": 128, "lr": 3e-3, "seed"
 @pytest.fixture(scope="module")
 def people_baselines(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("people") / "baselines"
-    run_baselines(PEOPLE, out, quiet=True, **SETTINGS)
+    run_baselines(PEOPLE, out, quiet=True, gbdt_grid=((15,), (0.1,)), **SETTINGS)  # one grid point: fast
     return out
 
 

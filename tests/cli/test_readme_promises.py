@@ -56,7 +56,7 @@ def test_sample_text_prints_the_same_n_derivations(samples):
 def test_baselines_command_writes_the_references(tmp_path):
     out = tmp_path / "refs"
     r = nasmt("baselines", "--tasks", PEOPLE, "--out", out, "--steps", 3, "--lr", 0.02, "--seed", 7,
-              "--batch-size", 64, "--quiet")
+              "--batch-size", 64, "--gbdt-leaves", 15, "--gbdt-lr", 0.1, "--quiet")
     assert r.stdout.strip() == str(out / "baselines.jsonl")
     recs = read_baselines(out)
     assert [x.name for x in recs] == ["single-task", "hard-shared", "mmoe", "ple", "lightgbm"]
