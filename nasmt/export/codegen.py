@@ -56,6 +56,8 @@ def _ctor(m: nn.Module) -> str:
         return f"nn.Dropout({float(m.p)!r})"
     if isinstance(m, nn.Linear):
         return f"nn.Linear({m.in_features}, {m.out_features})"
+    if isinstance(m, O.TABULAR_OPS):  # ints, floats and tuples of them
+        return f"{type(m).__name__}{m.args!r}"
     raise TypeError(f"cannot generate code for {type(m).__name__}")  # the builder makes no others
 
 

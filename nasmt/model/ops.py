@@ -239,13 +239,17 @@ class PiecewiseLinear(nn.Module):
                 self.inv_width[j, t - m:] = 1.0 / (u[1:] - u[:-1])
         self.fitted.fill_(1)
 
-    def forward(self, x):
-        z = (x[:, self.num].unsqueeze(-1) - self.lo) * self.inv_width  # (N, F, bins)
+    def encode(self, x):
+        """(N, D) -> the encoding (N, F, bins) of the numeric columns."""
+        z = (x[:, self.num].unsqueeze(-1) - self.lo) * self.inv_width
         parts = [torch.clamp(z[..., :1], max=1.0)]
         if self.bins > 2:
             parts.append(torch.clamp(z[..., 1:-1], 0.0, 1.0))
         parts.append(torch.clamp(z[..., -1:], min=0.0))
-        e = torch.cat(parts, dim=-1)
+        return torch.cat(parts, dim=-1)
+
+    def forward(self, x):
+        e = self.encode(x)
         y = self.act(self.linear(e.reshape(e.shape[0], -1, 1, 1))).flatten(1)
         return torch.cat([y, x[:, self.rest]], dim=1) if self.has_rest else y
 
@@ -253,8 +257,11 @@ class PiecewiseLinear(nn.Module):
 class CatEmbed(nn.Module):
     """catembed(d): a learned d-dim embedding per categorical input column instead of its
     one-hot block (`blocks`: (start, width) per column): the block times the column's table
-    (a bias-free linear layer) is the table's row for the value; a missing or unseen value
-    (all zeros) embeds as zeros. The other features follow unchanged."""
+    plus its bias (a linear layer) is the table's row for the value, plus the bias; a
+    missing or unseen value (all zeros) embeds as the bias alone (a learned "missing"
+    vector). The other features follow unchanged. (A linear layer, not nn.Embedding: the
+    data path stays one-hot, and quantization and ONNX handle it as every linear layer;
+    bias-free linears would export as a MatMul on a transposed copy of the weight.)"""
 
     def __init__(self, din: int, blocks: tuple, d: int):
         super().__init__()
@@ -263,9 +270,10 @@ class CatEmbed(nn.Module):
         rest = _rest(din, [i for s, w in self.blocks for i in range(s, s + w)])
         self.register_buffer("rest", torch.tensor(rest, dtype=torch.long))
         self.has_rest = bool(rest)
-        self.embed = nn.ModuleList(nn.Linear(w, d, bias=False) for _, w in self.blocks)
+        self.embed = nn.ModuleList(nn.Linear(w, d) for _, w in self.blocks)
         for m in self.embed:
             nn.init.uniform_(m.weight, -d ** -0.5, d ** -0.5)
+            nn.init.zeros_(m.bias)
 
     def forward(self, x):
         outs = [m(x[:, s : s + w]) for (s, w), m in zip(self.blocks, self.embed)]
@@ -277,15 +285,16 @@ class CatEmbed(nn.Module):
 class Ensemble(nn.Module):
     """ensemble(k, h): starts a TabM-style parameter-efficient ensemble (Gorishniy et al.
     2024, "TabM"): k members share every weight; this BatchEnsemble layer gives member i
-    relu(((x * r_i) W) * s_i + b_i) (W shared; r_i, s_i, b_i its own: a rank-1 scaling of
-    W). The members travel as k consecutive rows per example through every later layer:
+    relu(((x * r_i) W + c) * s_i + b_i) (W, c shared; r_i, s_i, b_i its own: a rank-1
+    scaling of W). The members travel as k consecutive rows per example through every later layer:
     (N, D) -> (N*k, h); `MemberMean` ends them at each task's output."""
 
     def __init__(self, din: int, k: int, h: int):
         super().__init__()
         self.args = (din, k, h)
         self.din, self.k, self.h = din, k, h
-        self.linear = nn.Linear(din, h, bias=False)
+        self.linear = nn.Linear(din, h)
+        nn.init.zeros_(self.linear.bias)
         self.r = nn.Parameter(torch.randint(0, 2, (k, din)).float() * 2 - 1)  # random signs (TabM)
         self.s = nn.Parameter(torch.randint(0, 2, (k, h)).float() * 2 - 1)
         self.bias = nn.Parameter((torch.rand(k, h) * 2 - 1) * din ** -0.5)

@@ -5,7 +5,8 @@ BatchNorm folded into the conv): weight numel x bits / 8 (int4 packed two per by
 rounded up per tensor), an fp32 scale per output channel for int8/int4 weights, a uint8
 zero point (128) per output channel for int8 weights next to int8 activations (the u8u8
 kernel), the folded bias (fp32, or int32 + an fp32 per-channel scale where weights and
-activations are both int8). `artifact_weight_bytes(file) == size_bytes(model, spec)`
+activations are both int8); parameters outside Conv2d / Linear layers and float buffers
+that no fold absorbs (a piecewise-linear encoding's fitted bins) at fp32. `artifact_weight_bytes(file) == size_bytes(model, spec)`
 exactly: `torch_to_onnx` keeps one initializer per parameter (the exporter would merge
 equal ones, e.g. the zero biases of untrained BatchNorms). The file adds the graph (node
 protos, scalar activation qparams): in reports/bench_quant.json (conv space, MultiMNIST)
@@ -55,6 +56,8 @@ def size_bytes(model: nn.Module, spec: ArchSpec) -> int:
         n += _layer_bytes(ql, ql.mod.bias is not None or ql.bn is not None)
         covered.update(id(p) for p in ql.mod.parameters())
         if ql.bn is not None:
-            covered.update(id(p) for p in ql.bn.parameters())
+            covered.update(id(p) for p in (*ql.bn.parameters(), *ql.bn.buffers()))
     n += sum(p.numel() * FP32_BYTES for p in model.parameters() if id(p) not in covered)  # stays fp32
+    # fitted float state (piecewise-linear bins) ships as fp32 too; integer buffers (column indices) are graph constants
+    n += sum(b.numel() * FP32_BYTES for b in model.buffers() if b.is_floating_point() and id(b) not in covered)
     return int(n)

@@ -125,8 +125,8 @@ def _train_and_measure(ctx: TrialContext, number: int, spec, data) -> tuple[Tria
     model = build(spec)
     c = cost(model, spec.input_shape)
     hooks = inject(ctx.fault, number, model)
-    settings = {"lr": ctx.lr, **spec.train_overrides()}  # the grammar's train rule (balance, lr, wd) wins
-    tc = TrainConfig(epochs=ctx.epochs, steps=ctx.steps, batch_size=ctx.batch_size, seed=seed,
+    settings = {"lr": ctx.lr, "batch_size": ctx.batch_size, **spec.train_overrides()}  # the grammar's train rule wins
+    tc = TrainConfig(epochs=ctx.epochs, steps=ctx.steps, seed=seed,
                      device=ctx.device, time_limit_s=ctx.trial_timeout, **settings)
     static = static_costs(model, spec, c, ctx)  # once per trial: early-stop reports and the record share it
     if ctx.early_stop:
@@ -140,7 +140,8 @@ def _train_and_measure(ctx: TrialContext, number: int, spec, data) -> tuple[Tria
         number=number, status=TrialStatus.COMPLETE, spec=spec.to_json(), metrics=metrics,
         train={"steps": tr["steps"], "epochs": tr["epochs"], "final_loss": tr["loss"], "device": ctx.device,
                "threads": torch.get_num_threads(), "lr": tc.lr, "weight_decay": tc.weight_decay,
-               "balance": tr.get("balance", "equal"), "task_weights": tr.get("task_weights")},
+               "balance": tr.get("balance", "equal"), "task_weights": tr.get("task_weights"),
+               **{k: v for k, v in (("batch_size", tc.batch_size), ("best_epoch", tr.get("best_epoch"))) if v}},
         # backward_s: time in the loss balancer's backward (per-task-gradient methods pay extra passes here)
         timings={"train_s": tr["train_time_s"], "backward_s": tr.get("backward_s"), "eval_s": time.time() - t_eval},
         finished_at=time.time(),
