@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from nasmt.baselines.cli import add_parser as add_baselines_parser  # light: torch is imported when it runs
+from nasmt.export.cli import add_parsers as add_export_parsers  # light too
 from nasmt.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -216,24 +217,6 @@ def cmd_report(a):
     print(path)
 
 
-def cmd_export(a):
-    from nasmt.export import export_run
-
-    out = export_run(
-        Path(a.run), Path(a.out), trial=a.trial, pick=a.pick, retrain_epochs=a.retrain_epochs,
-        objectives=a.objectives, quantized=not a.no_quantized, force=a.force,
-    )
-    print(out)
-
-
-def cmd_predict(a):
-    from nasmt.export.predict import predict_file
-
-    for line in predict_file(Path(a.export), Path(a.input), Path(a.out), force=a.force):
-        print(f"nasmt: warning: {line}", file=sys.stderr)
-    print(a.out)
-
-
 def cmd_finalize(a):
     from nasmt.run import load_run
     from nasmt.search.finalize import finalize_run
@@ -355,30 +338,7 @@ def _add_run_parsers(sub) -> None:
     d.add_argument("--objectives", default=None, help="objectives to plot (default: the run's)")
     d.set_defaults(fn=cmd_dashboard)
 
-    e = sub.add_parser("export", help="export a trial as standalone PyTorch code + weights")
-    e.add_argument("run", help="run directory written by `nasmt search`")
-    g = e.add_mutually_exclusive_group()
-    g.add_argument("--trial", type=int, default=None, help="trial number")
-    g.add_argument("--pick", default=None, help="knee | best:<objective> (from the Pareto set)")
-    e.add_argument("--out", required=True, help="folder to write model.py, weights, arch.json into")
-    e.add_argument("--retrain-epochs", type=float, default=None, help="retrain the architecture this long first")
-    e.add_argument("--objectives", default=None, help="objectives for --pick (default: the run's)")
-    e.add_argument("--no-quantized", action="store_true", help="skip the quantized artifact")
-    e.add_argument("--force", action="store_true",
-                   help="write into --out even when it is a non-empty folder that holds no earlier export")
-    e.set_defaults(fn=cmd_export)
-    _add_predict_parser(sub)
-
-
-def _add_predict_parser(sub) -> None:
-    pr = sub.add_parser("predict", help="predictions of an export for raw input rows",
-                        description="Encode raw rows (CSV; image exports: a .npy of uint8 images) with the export's "
-                        "preprocessing.json and write per-task labels, probabilities or values as CSV.")
-    pr.add_argument("export", help="folder written by `nasmt export`")
-    pr.add_argument("--input", required=True, help="raw rows: a CSV file with the suite's feature columns (or .npy images)")
-    pr.add_argument("--out", required=True, help="CSV file to write the predictions to")
-    pr.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    pr.set_defaults(fn=cmd_predict)
+    add_export_parsers(sub)  # export, predict: nasmt/export/cli.py
 
 
 def main(argv=None) -> int:

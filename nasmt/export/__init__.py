@@ -6,11 +6,25 @@ that task needs, a model card, and (when the spec has a quantization policy) the
 quantized artifact from `nasmt.quant`.
 
 `choose` picks the trial, `codegen` writes `model.py`, `write` writes the folder,
-`card` the model card, `predict` serves `nasmt predict` (an export on raw rows).
+`card` the model card, `predict` serves `nasmt predict` (an export on raw rows),
+`controllable*` the controllable export of a one-shot front, `cli` the commands.
+Importing the package stays light (no torch): the names below load on first use.
 """
 
-from nasmt.export.choose import choose_trial
-from nasmt.export.predict import predict_file
-from nasmt.export.write import export_run
-
 __all__ = ["choose_trial", "export_run", "predict_file"]
+
+
+def __getattr__(name: str):
+    if name == "choose_trial":
+        from nasmt.export.choose import choose_trial
+
+        return choose_trial
+    if name == "export_run":
+        from nasmt.export.write import export_run
+
+        return export_run
+    if name == "predict_file":
+        from nasmt.export.predict import predict_file
+
+        return predict_file
+    raise AttributeError(f"module 'nasmt.export' has no attribute {name!r}")

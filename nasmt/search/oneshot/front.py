@@ -1,0 +1,40 @@
+"""The controllable front of a one-shot run: the candidates a controllable export ships.
+
+Only inherited candidates qualify (their weights are slices of the run's supernet bank,
+rebuilt exactly from it) that are complete and within the run's hard budgets, and were
+evaluated on the bank the run holds now (same supernet epochs). A finished (fine-tuned)
+candidate's own weights are no longer shared: the controllable export uses its inherited
+weights and inherited metrics. The front is the Pareto set over every task's error (so
+it holds the task trade-offs a preference chooses among) and the run's cost objectives
+(default `params`); one candidate per architecture.
+"""
+
+from __future__ import annotations
+
+from nasmt.run import COST_OBJECTIVES, Objective, objectives_from_run, pareto_trials
+from nasmt.search.oneshot.bank import inherited_info
+
+
+def front_objectives(run: dict, suite) -> list[Objective]:
+    """Every task's error (min), then the run's cost objectives other than mean_error
+    (params when it has none)."""
+    costs = [o for o in objectives_from_run(run) if o.name in COST_OBJECTIVES and o.name != "mean_error"]
+    return [Objective(f"{t.ident}.error", "min") for t in suite.tasks] + (costs or [Objective("params", "min")])
+
+
+def controllable_front(records, objectives: list[Objective], epochs_done: int | None) -> list:
+    """The front's records (see the module docstring), sorted by the objectives."""
+    ok = []
+    for r in records:
+        info = inherited_info(r)
+        if info is None or not r.is_front_candidate:
+            continue
+        if epochs_done is not None and info.get("supernet_epochs") not in (None, int(epochs_done)):
+            continue
+        ok.append(r)
+    seen, out = set(), []
+    for r in pareto_trials(ok, objectives):
+        if r.arch_hash not in seen:
+            seen.add(r.arch_hash)
+            out.append(r)
+    return out
