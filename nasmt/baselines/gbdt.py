@@ -9,12 +9,15 @@ rate, `GRID`; `nasmt baselines --gbdt-leaves/--gbdt-lr`) is searched per task: e
 point is trained with early stopping, the point with the lowest validation error wins
 (ties: the earlier point, i.e. fewer leaves), and only its model is scored on test. Each
 task's record detail lists every point (leaves, rate, best iteration, validation error)
-and the chosen one. Its raw scores are turned into the outputs a network gives (logits;
+and the chosen one, and the chosen model's prediction time (the test split at once, and one
+row at a time: informational, one thread). Its raw scores are turned into the outputs a network gives (logits;
 standardized regression values), so its metrics come from the same code as every
 trial's (`nasmt.train.metrics_from_outputs`).
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import torch
@@ -38,6 +41,7 @@ SETUP = {
     ("regression", "rmse"): ("regression", "rmse"),
 }
 HIGHER_IS_BETTER = {"auc"}  # LightGBM metrics above whose error is 1 - value
+ONE_ROW_SAMPLES = 32  # test rows predicted one at a time for the record's one-row latency
 
 
 def check_grid(leaves, rates) -> tuple[tuple[int, ...], tuple[float, ...]]:
@@ -116,8 +120,21 @@ def fit_gbdt(suite: TaskSuite, data, seed: int, splits: tuple[str, ...], grid=GR
     for t in suite.tasks:
         b, tuned = tune_task(t, data, seed, grid)
         for s in splits:
+            t0 = time.perf_counter()
             outs[s][t.ident] = outputs(b, t, data, s)
+            tuned[f"predict_s_{s}"] = time.perf_counter() - t0  # the whole split, one thread (informational)
         best = b.best_iteration or b.current_iteration()
         leaves = sum(tree["num_leaves"] for tree in b.dump_model(num_iteration=best)["tree_info"])
-        detail[t.ident] = {"best_iteration": int(best), "leaves": int(leaves), **tuned}
+        detail[t.ident] = {"best_iteration": int(best), "leaves": int(leaves), **tuned, "one_row_s": _one_row_s(b, data)}
     return outs, detail
+
+
+def _one_row_s(booster, data, rows: int = ONE_ROW_SAMPLES) -> float:
+    """Median seconds of predicting one row at a time (first `rows` test rows, one thread)."""
+    x = data.x["test"]
+    times = []
+    for i in range(min(rows, len(x))):
+        t0 = time.perf_counter()
+        booster.predict(x[i : i + 1], num_iteration=booster.best_iteration, raw_score=True)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
