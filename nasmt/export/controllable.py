@@ -49,7 +49,7 @@ from nasmt.model.supernet import _slice, plan_sources
 from nasmt.quant import policy_summary
 from nasmt.run import atomic_write_json, atomic_write_text, load_run, parse_objectives, read_json, read_trials
 from nasmt.search.oneshot.bank import BANK_FILE, SUPERNET_DIR, inherited_model, load_bank, read_state, recalibration_of
-from nasmt.search.oneshot.front import controllable_front, front_objectives
+from nasmt.run.controllable_front import controllable_front, front_objectives
 from nasmt.space.spec import ArchSpec
 from nasmt.train import evaluate
 

@@ -23,6 +23,7 @@ from nasmt.report.hypervolume import NOTE as HV_NOTE, final_hypervolume, get_hyp
 from nasmt.report.importance import get_importance_info, importance_figure
 from nasmt.report.load import ReportContext, RunData, load_runs, make_context, resolve_objectives
 from nasmt.report.oneshot import CHECK_FILE as ONESHOT_CHECK_FILE, oneshot_check_figure
+from nasmt.report.controllable import controllable_figure
 from nasmt.report.pareto import MAX_PARETO_DIMS, get_pareto_info, pareto_figure
 from nasmt.report.references import reference_notes
 from nasmt.report.sharing import get_sharing_info, sharing_figure
@@ -112,6 +113,9 @@ def build_payload(runs: list[RunData], objectives: list[Objective], mode: str = 
     oneshot = oneshot_check_figure(ctx)  # None unless a run holds oneshot_check.json (`nasmt oneshot-check`)
     if oneshot is not None:
         figures["oneshot"] = oneshot
+    controllable = controllable_figure(ctx)  # None unless a run is one-shot (`nasmt export --controllable`)
+    if controllable is not None:
+        figures["controllable"] = controllable
     return {
         "mode": mode,
         "generated_at": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S"),

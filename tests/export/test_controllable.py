@@ -25,7 +25,7 @@ from nasmt.data.suite import load_suite
 from nasmt.export.write import _write_model
 from nasmt.run import load_run, read_trials
 from nasmt.search.oneshot import bank as B
-from nasmt.search.oneshot.front import controllable_front, front_objectives
+from nasmt.run.controllable_front import controllable_front, front_objectives
 from nasmt.space.spec import ArchSpec
 from nasmt_free_venv import run_without_nasmt, venv_without_nasmt
 
@@ -234,3 +234,39 @@ def test_bad_selections_through_the_cli_are_one_line(exported, tmp_path, capsys,
         cheapest = min(front["candidates"], key=lambda c: c["costs"]["params"])
         assert f"candidate {cheapest['id']} (trial {cheapest['trial']}: params {cheapest['costs']['params']:,})" in err
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_report_maps_budget_and_preference_regions_to_candidates(exported, tmp_path):
+    """The report's controllable view (nasmt/report/controllable.py) on the run: the same
+    candidates as the export; at the largest budget, weight 1 on a task picks the front's
+    best candidate on it; at the smallest, the cheapest; and for a fixed budget, raising a
+    task's weight never picks a candidate worse on that task (records' validation errors)."""
+    import sys
+
+    from nasmt.report import write_report
+    from nasmt.report import controllable as V
+    from nasmt.run import controllable_front as F
+
+    sys.path.append(str(ROOT / "tests" / "report"))
+    from dashboard_helpers import page_payload
+
+    assert (V.SUPERNET_DIR, V.STATE_FILE, F.INHERITED_KEY) == (B.SUPERNET_DIR, B.STATE_FILE, B.INHERITED)
+    run, _, front, suite, _ = exported("fair")
+    fig = page_payload(write_report([run], out=tmp_path / "r.html").read_text())["figures"]["controllable"]
+    tasks = [t.ident for t in suite.tasks]
+    recs = {r.number: r for r in read_trials(run)}
+    trials = [c["trial"] for c in front["candidates"]]
+    ticks = fig["data"][0]["colorbar"]["ticktext"]
+    assert ticks == [f"{i} (trial {n})" for i, n in enumerate(trials)]
+    assert [d["name"] for d in fig["data"]] == [t.name for t in suite.tasks]  # one map per task (dropdown)
+    err = {i: {t: recs[n].metrics[f"{t}.error"] for t in tasks} for i, n in enumerate(trials)}
+    params = {i: recs[n].metrics["params"] for i, n in enumerate(trials)}
+    for t, d in zip(tasks, fig["data"]):
+        z = np.array(d["z"])
+        assert z.shape == (V.WEIGHT_STEPS, V.BUDGET_STEPS) and (z >= 0).all()
+        assert err[z[-1, -1]][t] == min(e[t] for e in err.values())  # weight 1, no binding budget
+        assert params[z[0, 0]] == min(params.values())  # the smallest budget: only the cheapest fits
+        for col in z.T:
+            chosen = [err[i][t] for i in col]
+            assert all(b <= a + 1e-12 for a, b in zip(chosen, chosen[1:])), (t, chosen)
+        assert all(params[i] <= b + 1 for row in z for i, b in zip(row, d["x"]))  # x: budgets rounded

@@ -93,7 +93,7 @@
   // ------------------------------------------------------------------ figures
   // The Pareto plot is drawn at once; the other views when they are near the viewport
   // (WebGL views such as parallel coordinates are costly without a GPU), or on drawAll().
-  var LAZY = ['hypervolume', 'tasks', 'sharing', 'oneshot', 'genome', 'importance'];
+  var LAZY = ['hypervolume', 'tasks', 'sharing', 'oneshot', 'controllable', 'genome', 'importance'];
   var CLICKABLE = { pareto: true, tasks: true, sharing: true, oneshot: true };  // points carry [g, trial number, ...]
   var pending = {};
   function drawFigure(k) {
@@ -130,6 +130,7 @@
     document.body.dataset.allDrawn = '';
     $('sharing-card').hidden = !D.figures.sharing;  // runs that record no sharing family / balancing method have none
     $('oneshot-card').hidden = !D.figures.oneshot;  // only runs checked by `nasmt oneshot-check` have one
+    $('controllable-card').hidden = !D.figures.controllable;  // only one-shot runs have one
     LAZY.forEach(function (k) { pending[k] = true; });
     drawFigure('pareto');
     setTimeout(drawVisible, 0);

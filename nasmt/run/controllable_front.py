@@ -1,4 +1,5 @@
-"""The controllable front of a one-shot run: the candidates a controllable export ships.
+"""The controllable front of a one-shot run (`nasmt export RUN --controllable`, the report's
+controllable view): the candidates a controllable export ships.
 
 Only inherited candidates qualify (their weights are slices of the run's supernet bank,
 rebuilt exactly from it) that are complete and within the run's hard budgets, and were
@@ -11,8 +12,12 @@ it holds the task trade-offs a preference chooses among) and the run's cost obje
 
 from __future__ import annotations
 
-from nasmt.run import COST_OBJECTIVES, Objective, objectives_from_run, pareto_trials
-from nasmt.search.oneshot.bank import inherited_info
+from nasmt.run.objectives import COST_OBJECTIVES, Objective, objectives_from_run
+from nasmt.run.pareto import pareto_trials
+
+# Written here, not imported: nasmt.search loads Ray and torch, which the report (a user of
+# this module) never needs. tests/export/test_controllable.py checks it equals nasmt.search's.
+INHERITED_KEY = "inherited"  # nasmt.search.oneshot.bank.INHERITED: the record's train[...] marker
 
 
 def front_objectives(run: dict, suite) -> list[Objective]:
@@ -26,7 +31,7 @@ def controllable_front(records, objectives: list[Objective], epochs_done: int | 
     """The front's records (see the module docstring), sorted by the objectives."""
     ok = []
     for r in records:
-        info = inherited_info(r)
+        info = (r.train or {}).get(INHERITED_KEY)
         if info is None or not r.is_front_candidate:
             continue
         if epochs_done is not None and info.get("supernet_epochs") not in (None, int(epochs_done)):
