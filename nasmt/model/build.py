@@ -17,7 +17,7 @@ from torch import nn
 
 from nasmt.model import ops as O
 from nasmt.space.spec import ArchSpec, OpSpec
-from nasmt.space.vocab import SOFT_OPS, STEM_OPS
+from nasmt.space.vocab import EMBED_OPS, SOFT_OPS, STEM_OPS
 
 
 @dataclass(frozen=True)
@@ -198,6 +198,8 @@ def units(spec: ArchSpec) -> list[Unit]:
             k = len(who.get(i + 1, ())) or 1
             mods, s2 = op_modules(o, s, k)
             label = f"{o}x{k}" if o.op in SOFT_OPS else str(o)  # a mixture's cost grows with its readers (gates)
+            if o.op in EMBED_OPS:  # an embedding's modules depend on the column layout it reads
+                label += "@" + ",".join(map(str, s.cols))
             out.append(Unit(f"trunk.{i}", label, o.op, mods, s))
             s = s2
         stage_out.append(s)

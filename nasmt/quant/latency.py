@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from nasmt.cache import cache_dir
-from nasmt.model.build import units
+from nasmt.model.build import members, units
 from nasmt.quant.artifact import ARTIFACT, OPSET, export_onnx
 from nasmt.quant.policy import group_paths
 from nasmt.quant.runtime import TIMED_RUNS, measure_latency
@@ -102,7 +102,8 @@ class LatencyTable:
         return self.entries[key]
 
     def op(self, key: str, module: nn.Module, prec: Precision, in_shape: tuple, batch: int) -> float:
-        """Latency of one op's artifact minus the per-run overhead (>= 0)."""
+        """Latency of one op's artifact minus the per-run overhead (>= 0). `batch`: the rows
+        the op sees (an ensemble's members are k rows per example)."""
         if key not in self.entries:
             torch.manual_seed(0)
             module = module.eval()
@@ -117,18 +118,22 @@ class LatencyTable:
         return self.entries[key]
 
 
-def _units(spec: ArchSpec) -> list[tuple[str, nn.Module, Precision, tuple]]:
-    """(key, modules, precision, input shape) of every op the artifact runs, in order.
-    Ops without modules and dropout (the identity at inference) run nothing."""
+def _units(spec: ArchSpec) -> list[tuple[str, nn.Module, Precision, tuple, int]]:
+    """(key, modules, precision, input shape, rows per example) of every op the artifact
+    runs, in order: rows is an ensemble's k after its `ensemble` op (its members are k rows),
+    else 1. Ops without modules and dropout (the identity at inference) run nothing."""
     precision = dict(group_paths(spec))
     out = []
+    rows = 1
     for u in units(spec):
-        if not u.modules or u.op == "dropout":
+        if not u.modules or u.op in ("dropout", "mean"):  # an ensemble's mean: a reshape and a sum, left out
             continue
         seq = nn.Sequential(*u.modules)
         has_w = any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in seq.modules())
         p = precision[u.group] if has_w else Precision()
-        out.append((f"{u.label}|{_shape_key(u.shape.dims)}|{p.w}/{p.a}", seq, p, u.shape.dims))
+        out.append((f"{u.label}|{_shape_key(u.shape.dims)}|{p.w}/{p.a}", seq, p, u.shape.dims, rows))
+        if u.op == "ensemble":
+            rows = members(spec)
     return out
 
 
@@ -146,8 +151,8 @@ def predicted_latency_ms(spec: ArchSpec, batch: int = 1, table: LatencyTable | N
     """Per-run overhead + sum of per-op table entries (measuring any missing entry once)."""
     table = table or latency_table()
     total = table.overhead(tuple(spec.input_shape), batch)
-    for key, mods, prec, in_shape in _units(spec):
-        total += table.op(f"{key}|b{batch}", mods, prec, in_shape, batch)
+    for key, mods, prec, in_shape, rows in _units(spec):
+        total += table.op(f"{key}|b{batch * rows}", mods, prec, in_shape, batch * rows)
     return float(total)
 
 

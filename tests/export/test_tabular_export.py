@@ -1,9 +1,9 @@
 """A tabular.grammar network (piecewise-linear encoding with fitted bins, categorical
 embeddings, a TabM-style ensemble, a quantization policy) through the real CLI: search
-(the architecture enqueued), export, `nasmt predict` and the generated model.py in a
-Python that cannot import nasmt, on the raw CSV rows of fair's test split; both equal
-nasmt's own evaluation path, and the quantized artifact is within 1.5 points of the
-simulation in ONNX Runtime."""
+(the architecture enqueued), export --retrain-epochs (the train rule's recipe applied),
+`nasmt predict` and the generated model.py in a Python that cannot import nasmt, on the
+raw CSV rows of fair's test split; both equal nasmt's own evaluation path, and the
+quantized artifact is within 1.5 points of the simulation in ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -19,12 +19,13 @@ from safetensors.torch import load_file
 
 from conftest import ROOT, nasmt
 from nasmt_free_venv import run_without_nasmt, venv_without_nasmt
+from nasmt.cli import main
 from nasmt.data import load_data_cached
 from nasmt.data.suite import load_suite
 from nasmt.model.build import build
 from nasmt.model.cost import cost
 from nasmt.quant import is_fp32
-from nasmt.run import WEIGHTS_FILE, trial_dir
+from nasmt.run import WEIGHTS_FILE, TrialStatus, read_trials
 from nasmt.space.derive import derive
 from nasmt.space.grammar import load_grammar
 from nasmt.space.spec import ArchSpec
@@ -35,12 +36,13 @@ FAIR = ROOT / "tasks" / "fair.toml"
 FAIR_CSV = ROOT / "tasks" / "fair.csv"
 SPACE = ROOT / "search_spaces" / "tabular.grammar"
 PROB_ATOL = 1e-6
-MAX_PARAMS = 120_000  # a small network: the test trains it 40 steps
+MAX_FLOPS = 600_000  # per example: a small network, quick to retrain one epoch
 
 
 def _spec(data) -> ArchSpec:
     """The first seeded random tabular.grammar architecture with plenc, catembed and an
-    ensemble in its stem, a quantized (non-fp32) policy, and a small size."""
+    ensemble in its stem, a quantized (non-fp32) policy, early stopping, a large batch
+    and few FLOPs (quick to train)."""
     g = load_grammar(SPACE)
     suite = load_suite(FAIR)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -49,10 +51,8 @@ def _spec(data) -> ArchSpec:
         spec = derive(g, study.ask(), suite.tasks, data.input_shape, data.n_outputs, data.columns)
         stem = {o.op for o in spec.stages[0].ops}
         if {"plenc", "catembed", "ensemble"} <= stem and not is_fp32(spec) and any(
-                b.precision.a == "int8" for b in spec.branches):
-            with torch.device("meta"):
-                n = sum(p.numel() for p in build(spec).parameters())
-            if n <= MAX_PARAMS:
+                b.precision.a == "int8" for b in spec.branches) and spec.train.batch_size >= 256 and spec.train.patience:
+            if cost(build(spec), spec.input_shape)["flops"] <= MAX_FLOPS:
                 return spec
     raise AssertionError("no such architecture in 2000 samples")
 
@@ -69,8 +69,8 @@ def exported(tmp_path_factory, shared_ray, data) -> tuple[Path, Path, ArchSpec]:
     (tmp / "spec.json").write_text(json.dumps(spec.to_json()))
     run = tmp / "run"
     nasmt("search", "--space", SPACE, "--tasks", FAIR, "--objectives", "mean_error,params", "--trials", 1,
-          "--steps", 40, "--out", run, "--enqueue", tmp / "spec.json", "--quiet", *shared_ray)
-    nasmt("export", run, "--trial", 0, "--out", tmp / "exp")
+          "--steps", 5, "--out", run, "--enqueue", tmp / "spec.json", "--quiet", *shared_ray)
+    nasmt("export", run, "--trial", 0, "--out", tmp / "exp", "--retrain-epochs", 1)
     return run, tmp / "exp", spec
 
 
@@ -85,6 +85,18 @@ def _read_preds(path: Path) -> dict[str, list[str]]:
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     return {h: [r[j] for r in rows[1:]] for j, h in enumerate(rows[0])}
+
+
+def test_recipe_applied_in_search_and_retrain(exported, data):
+    """The train rule's batch size (and early stopping, when its patience is set) in the
+    search's trial and in export --retrain-epochs."""
+    run, exp, spec = exported
+    rec = read_trials(run)[0]
+    assert rec.status == TrialStatus.COMPLETE and rec.train["batch_size"] == spec.train.batch_size
+    retrain = json.loads((exp / "arch.json").read_text())["retrain"]
+    assert retrain["batch_size"] == spec.train.batch_size
+    assert retrain["steps"] == data.n("train") // spec.train.batch_size  # one epoch at the rule's batch size
+    assert ("best_epoch" in retrain) == (spec.train.patience > 0)
 
 
 def test_export_carries_the_architecture_and_quantized_artifact(exported):
@@ -104,12 +116,15 @@ def test_export_carries_the_architecture_and_quantized_artifact(exported):
 def test_predict_and_model_py_without_nasmt_equal_the_evaluation_path(exported, data, tmp_path):
     run, exp, spec = exported
     raw = _raw_test_csv(data, tmp_path / "raw.csv")
-    nasmt("predict", exp, "--input", raw, "--out", tmp_path / "preds.csv")
+    assert main(["predict", str(exp), "--input", str(raw), "--out", str(tmp_path / "preds.csv")]) == 0
     got = _read_preds(tmp_path / "preds.csv")
     model = build(spec)
-    model.load_state_dict(load_file(str(trial_dir(run, 0) / WEIGHTS_FILE)))
+    model.load_state_dict(load_file(str(exp / WEIGHTS_FILE)))  # the retrained weights
     out = predict(model, tensors(data, "test", "cpu")[0])  # the evaluation path (eval mode: members averaged)
     labels = data.class_labels
+    arch = json.loads((exp / "arch.json").read_text())
+    acc = np.mean(np.asarray(got["marriage"]) == np.asarray(labels["marriage"])[data.y["test"]["marriage"]])
+    assert arch["test_metrics"]["marriage.accuracy"] == pytest.approx(acc, abs=1e-6)  # arch.json's test metrics
     for t in ("marriage", "religious"):
         assert got[t] == [labels[t][i] for i in out[t].argmax(1).tolist()]
     assert got["affair"] == [labels["affair"][int(v > 0)] for v in out["affair"][:, 0].tolist()]
