@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from nasmt.report.density import EXACT_POINTS
 from nasmt.report.load import ReportContext
 from nasmt.report.style import empty_note, esc, run_color, run_symbol, style
 from nasmt.run import HV_REFERENCE, front_candidates, hypervolume_history, normalize, objective_matrix
@@ -67,6 +68,10 @@ def hypervolume_figure(info: _HypervolumeInfo):
             continue
         x, y = r.number, r.hv
         imp = np.r_[True, np.diff(y) > IMPROVEMENT_EPS] & (y > 0)
+        if len(x) > EXACT_POINTS:  # the same step line through its steps only (and the last trial)
+            steps = np.r_[True, np.diff(y) != 0]
+            steps[-1] = True
+            x, y, imp = x[steps], y[steps], imp[steps]
         fig.add_trace(go.Scatter(
             x=x, y=y, mode="lines", line=dict(shape="hv", color=run_color(ri), width=2.2), name=esc(r.name),
             hovertemplate="after trial %{x}: %{y:.4f}<extra></extra>", showlegend=not single,

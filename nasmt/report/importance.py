@@ -107,9 +107,13 @@ def get_importance_info(ctx: ReportContext, max_trials: int = MAX_IMPORTANCE_TRI
     trials with every objective value; with too few trials (or no varying decision),
     `message` says why and `importances` is empty."""
     r = ctx.runs[0]
-    comp = [t for t in r.trials if t.status == TrialStatus.COMPLETE]
-    M = objective_matrix(comp, ctx.objectives)
-    comp = [t for t, row in zip(comp, M) if not np.isnan(row).any()][-max_trials:]
+    comp = []  # the most recent first, then back in order (a 10^5-trial run: only these are read)
+    for t in reversed(r.trials):
+        if len(comp) >= max_trials:
+            break
+        if t.status == TrialStatus.COMPLETE and not np.isnan(objective_matrix([t], ctx.objectives)).any():
+            comp.append(t)
+    comp.reverse()
     labels = {o.name: ctx.label(o.name) for o in ctx.objectives}
 
     def info(evaluator=None, importances=None, message=None):

@@ -162,8 +162,39 @@ class ReportContext:
 
     def rows(self) -> list[tuple[int, TrialRecord]]:
         """(run index, record) for every trial of every run: the page's global row order
-        (a row's index is its `g`, shared by the table and the plots' customdata)."""
-        return [(ri, t) for ri, r in enumerate(self.runs) for t in r.trials]
+        (a row's index is its `g`, shared by the table and the plots' customdata).
+        Built once per context (views call it often; 100,000 rows): do not modify it."""
+        cached = self.__dict__.get("_rows")
+        if cached is None:
+            cached = [(ri, t) for ri, r in enumerate(self.runs) for t in r.trials]
+            object.__setattr__(self, "_rows", cached)
+        return cached
+
+    # per-row columns, each built once per context (every view reads them; 10^5 rows)
+
+    def _cached(self, key, make):
+        cache = self.__dict__.setdefault("_columns", {})  # frozen dataclass: its __dict__ holds the cache
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
+
+    def values(self, name: str) -> list:
+        """Per row (`rows` order): the drawn metric `name` when a finite number, else None."""
+        return self._cached(("v", name), lambda: [t.value(name) for _, t in self.rows()])
+
+    def rounded_values(self, name: str) -> list:
+        """`values(name)` rounded as the page shows numbers (`style.rounded`)."""
+        from nasmt.report.style import rounded_many
+
+        return self._cached(("r", name), lambda: rounded_many(self.values(name)))
+
+    def front_flags(self) -> list[bool]:
+        """Per row: on its run's Pareto front."""
+        return self._cached("front", lambda: [t.number in self.fronts[ri] for ri, t in self.rows()])
+
+    def hashes(self) -> list[str]:
+        """Per row: the architecture's spec hash ("" when none)."""
+        return self._cached("hash", lambda: [t.arch_hash for _, t in self.rows()])
 
     def reference_rows(self) -> list[tuple[int, int, BaselineRecord]]:
         """(g, run index, record) of every reference: the table rows after every trial's."""

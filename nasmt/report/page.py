@@ -32,11 +32,14 @@ from nasmt.report.table import get_table_info, table_data
 from nasmt.report.tasks import get_task_matrix_info, task_matrix_figure
 from nasmt.run import (AFFINITY_FILE, RUN_FILE, TRIALS_FILE, Objective, TrialStatus, atomic_write_text, count_status,
                        knee_point)
+from nasmt.run.files import no_gc
 
 STATIC = Path(__file__).resolve().parent / "static"
 REPORT_FILE = "report.html"  # default output, inside the first run directory
 # run.json config entries shown on the page: scalars only (nested settings are noise there)
 SCALAR = (str, int, float, bool, type(None))
+# distinct architectures drawn in one page: past this many, the Pareto front's only (`_archs`)
+MAX_EMBEDDED_ARCHS = 5000
 
 
 # ----------------------------------------------------------------------------- export command
@@ -81,14 +84,23 @@ def _run_meta(ctx: ReportContext, ri: int, hypervolume: float) -> dict:
     }
 
 
-def _archs(ctx: ReportContext) -> dict[str, dict]:
-    """Drawing data of every distinct recorded architecture, by spec hash."""
+def _archs(ctx: ReportContext, selected: int | None = None) -> tuple[dict[str, dict], str | None]:
+    """Drawing data of every distinct recorded architecture, by spec hash; past
+    `MAX_EMBEDDED_ARCHS` of them (one-shot scale), those of the Pareto-front trials and
+    of the selected row only, and a note saying so (None when every one is there)."""
+    hashes, rows = ctx.hashes(), ctx.rows()
+    distinct = set(hashes) - {""}
+    every = len(distinct) <= MAX_EMBEDDED_ARCHS
+    keep = range(len(rows)) if every else sorted({g for g, f in enumerate(ctx.front_flags()) if f} | {selected} - {None})
     out = {}
-    for r in ctx.runs:
-        for t in r.trials:
-            if t.arch_hash and t.arch_hash not in out:
-                out[t.arch_hash] = get_arch_info(t.spec, r.task_names).to_json()
-    return out
+    for g in keep:
+        h = hashes[g]
+        if h and h not in out:
+            ri, t = rows[g]
+            out[h] = get_arch_info(t.spec, ctx.runs[ri].task_names).to_json()
+    note = None if every else (f"{len(distinct):,} architectures: this page draws those of the Pareto front "
+                               f"only ({len(out):,}); `nasmt export RUN --trial N` writes any trial's")
+    return out, note
 
 
 def build_payload(runs: list[RunData], objectives: list[Objective], mode: str = "report", version: str | None = None) -> dict:
@@ -116,6 +128,8 @@ def build_payload(runs: list[RunData], objectives: list[Objective], mode: str = 
     controllable = controllable_figure(ctx)  # None unless a run is one-shot (`nasmt export --controllable`)
     if controllable is not None:
         figures["controllable"] = controllable
+    selected = default_selection(ctx)
+    archs, archs_note = _archs(ctx, selected)
     return {
         "mode": mode,
         "generated_at": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S"),
@@ -123,14 +137,15 @@ def build_payload(runs: list[RunData], objectives: list[Objective], mode: str = 
         "pareto_dims": min(len(ctx.objectives), MAX_PARETO_DIMS),
         "runs": [_run_meta(ctx, ri, final_hypervolume(h)) for ri, h in enumerate(hinfo.runs)],
         "table": table_data(get_table_info(ctx)),
-        "archs": _archs(ctx),
-        "selected": default_selection(ctx),
+        "archs": archs,
+        "selected": selected,
         "notes": {
             "importance": iinfo.message,
             "importance_evaluator": iinfo.evaluator,
             "hypervolume": HV_NOTE,
             "genome": genome_note(ginfo, ranked=bool(iinfo.params)),
             "references": reference_notes(ctx),
+            "archs": archs_note,
         },
         "figures": {k: f.to_plotly_json() for k, f in figures.items()},
         "affinity": _affinities(runs),
@@ -210,12 +225,14 @@ def write_report(runs: list[Path], out: Path | None = None, objectives: str | No
                  baselines: Path | None = None) -> Path:
     """Write the self-contained HTML report of `runs` (default `runs[0]/report.html`);
     `baselines` (a directory holding baselines.jsonl) gives the first run's references."""
-    rd = load_runs([Path(r) for r in runs], baselines=baselines)
-    payload = build_payload(rd, resolve_objectives(rd, objectives), mode="report")
+    with no_gc():  # 10^5 records: millions of live objects, which every collector pass would walk
+        rd = load_runs([Path(r) for r in runs], baselines=baselines)
+        payload = build_payload(rd, resolve_objectives(rd, objectives), mode="report")
     out = Path(out) if out is not None else rd[0].path / REPORT_FILE
     if out.exists() and out.is_dir():
         raise UserError(f"{out}: is a directory (give an .html file name)")
     if not out.parent.exists():
         raise UserError(f"{out.parent}: output folder does not exist")
-    atomic_write_text(out, render_html(payload))
+    with no_gc():
+        atomic_write_text(out, render_html(payload))
     return out

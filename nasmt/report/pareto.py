@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from nasmt.report.density import BINS_2D, BINS_3D, EXACT_POINTS, Grid, density_2d, density_3d, make_grid
 from nasmt.report.load import ReportContext
 from nasmt.report.oneshot import INHERITED, has_inherited, weights_of
 from nasmt.report.style import (
@@ -74,27 +75,27 @@ class _ParetoInfo(NamedTuple):
 
 def _run_points(ctx: ReportContext, ri: int, g0: int) -> _ParetoRun:
     r, objs = ctx.runs[ri], ctx.objectives
-    gs, nums, vals, front, stopped, pairs, kinds = [], [], [], [], [], [], []
-    for gi, t in enumerate(r.trials, start=g0):
-        if t.status not in (TrialStatus.COMPLETE, TrialStatus.STOPPED):
-            continue
-        v = [rounded(t.value(o.name)) for o in objs]  # the drawn metrics (load.drawn_metrics)
-        if any(x is None for x in v):
-            continue
-        gs.append(gi)
-        nums.append(t.number)
-        vals.append(v)
-        front.append(ctx.on_front(ri, t))
-        stopped.append(t.status == TrialStatus.STOPPED)
-        kinds.append(weights_of(t))
-        pair = {j: rounded(t.value(o.counterpart)) for j, o in enumerate(objs) if o.counterpart}
-        pair = {j: v for j, v in pair.items() if v is not None}
-        if pair:
-            pairs.append((len(vals) - 1, pair))
+    shown = [(gi, t) for gi, t in enumerate(r.trials, start=g0) if t.status in (TrialStatus.COMPLETE, TrialStatus.STOPPED)]
+    front = ctx.front_flags()
+    # the drawn metrics (load.drawn_metrics), rounded as the page shows them; column by column
+    cols = [[rv[gi] for gi, _ in shown] for rv in (ctx.rounded_values(o.name) for o in objs)]
+    keep = [i for i in range(len(shown)) if all(c[i] is not None for c in cols)]
+    vals = [[c[i] for c in cols] for i in keep]
+    shown = [shown[i] for i in keep]
+    pairs = []
+    counter = [(j, o.counterpart) for j, o in enumerate(objs) if o.counterpart]
+    if counter:
+        for k, (_, t) in enumerate(shown):
+            pair = {j: rounded(t.value(c)) for j, c in counter}
+            pair = {j: v for j, v in pair.items() if v is not None}
+            if pair:
+                pairs.append((k, pair))
     return _ParetoRun(
-        r.name, np.array(gs, dtype=np.int64), np.array(nums, dtype=np.int64),
-        np.array(vals, dtype=float).reshape(len(vals), len(objs)), np.array(front, dtype=bool),
-        np.array(stopped, dtype=bool), pairs, np.array(kinds, dtype=object) if has_inherited(r.trials) else None,
+        r.name, np.array([gi for gi, _ in shown], dtype=np.int64), np.array([t.number for _, t in shown], dtype=np.int64),
+        np.array(vals, dtype=float).reshape(len(vals), len(objs)),
+        np.array([front[gi] for gi, _ in shown], dtype=bool),
+        np.array([t.status == TrialStatus.STOPPED for _, t in shown], dtype=bool), pairs,
+        np.array([weights_of(t) for _, t in shown], dtype=object) if has_inherited(r.trials) else None,
     )
 
 
@@ -152,7 +153,10 @@ def _hover(labels: list[str], dims: int) -> str:
     return "<br>".join(parts)
 
 
-def _point_traces(go, ri: int, r: _ParetoRun, dims: int, labels: list[str], total: int, single: bool) -> list:
+def _point_traces(go, ri: int, r: _ParetoRun, dims: int, labels: list[str], total: int, single: bool,
+                  grid: Grid | None = None) -> list:
+    """The run's front, dominated and stopped points; with a `grid` (a view of more than
+    `EXACT_POINTS` points) the dominated and stopped ones as a density, the front exact."""
     rname = esc(r.name)
     V = r.values
     groups = [
@@ -165,6 +169,12 @@ def _point_traces(go, ri: int, r: _ParetoRun, dims: int, labels: list[str], tota
         if not m.any():
             continue
         stopped = gname == "stopped"
+        if grid is not None and gname != "front":
+            name = f"{gname} (density, {int(m.sum()):,})" if single else f"{rname} · {gname} (density, {int(m.sum()):,})"
+            color = STOPPED_COLOR if stopped else run_color(ri)
+            pts = np.column_stack([r.number[m], V[m, 0]]) if dims == 1 else V[m, :dims]
+            out.append((density_3d if dims >= 3 else density_2d)(go, grid, pts, color, name, rname, f"{gname} trials"))
+            continue
         marker = dict(color=STOPPED_COLOR if stopped else run_color(ri), symbol="x" if stopped else run_symbol(ri), **mk)
         cd = np.stack([r.g[m], r.number[m]], axis=1).tolist()
         hover = _hover(labels, dims)
@@ -295,9 +305,15 @@ def pareto_figure(info: _ParetoInfo):
     total = sum(len(r.number) for r in info.runs)
     single = len(info.runs) == 1
     all_vals = np.vstack([r.values for r in info.runs]) if total else np.zeros((0, k))
+    grid = None
+    if total > EXACT_POINTS:  # dominated points as a density (density.py); the front stays exact
+        pts = (np.column_stack([np.concatenate([r.number for r in info.runs]), all_vals[:, 0]]) if dims == 1
+               else all_vals[:, :dims])
+        logs = [False, False] if dims == 1 else [log_axis(all_vals[:, j]) for j in range(dims)]
+        grid = make_grid(pts, logs, BINS_3D if dims >= 3 else BINS_2D)
     fig = go.Figure()
     for ri, r in enumerate(info.runs):
-        fig.add_traces(_point_traces(go, ri, r, dims, labels, total, single))
+        fig.add_traces(_point_traces(go, ri, r, dims, labels, total, single, grid))
         if dims == 2:
             fig.add_traces(_front_and_latency_traces(go, ri, r, info.objectives, single))
     ref = _reference_trace(go, info.references, dims, labels)

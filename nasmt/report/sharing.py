@@ -108,6 +108,8 @@ def get_sharing_info(ctx: ReportContext) -> _SharingInfo:
     view: `load.drawn_metrics`), grouped by sharing family and by balancing method;
     a colouring is present only if some such trial records its field."""
     objs = list(ctx.objectives[:2])
+    if not any(category_of(t.metrics, key) for _, t in ctx.rows() for key, _, _ in COLORINGS):
+        return _SharingInfo(objs, [ctx.label(o.name) for o in objs], [], len(ctx.runs))  # no view (no Python loop per point)
     points = []  # (g, run index, record, values)
     g0 = 0
     for ri, r in enumerate(ctx.runs):

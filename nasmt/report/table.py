@@ -24,7 +24,7 @@ from nasmt.report.load import ReportContext
 from nasmt.report.oneshot import has_inherited, weights_of
 from nasmt.report.references import single_task, trial_delta_m
 from nasmt.report.sharing import COLORINGS, category_of
-from nasmt.report.style import rounded
+from nasmt.report.style import rounded, rounded_many
 from nasmt.run import COST_OBJECTIVES
 
 MAX_REASON = 2000  # characters of a failure reason kept (tracebacks can be long; the page shows one line)
@@ -121,22 +121,37 @@ def get_table_info(ctx: ReportContext) -> _TableInfo:
         _Column("hash", "architecture", "text"),
         _Column("error", "reason", "text"),
     ]
-    cells = []
-    for ri, t in ctx.rows():
-        searched = ctx.search_metrics(ri, t)
-        cells.append({m: rounded(searched.get(m)) for m in metric_keys} | {
-            "run": ri, "number": t.number, "status": t.status.value, "front": int(ctx.on_front(ri, t)),
-            "reference": "", "delta_m": rounded(trial_delta_m(ctx, ri, t)) if has_single else None,
-            "time_s": rounded(t.timings.get("total_s")),
-            "feasible": FEASIBLE_TEXT.get(t.metrics.get("feasible"), ""),
-            "hash": t.arch_hash, "error": "" if t.error is None else str(t.error)[:MAX_REASON],
-            "weights": weights_of(t) or "",
-        } | {c.key: category_of(t.metrics, c.key) or "" for c in design} | _final_cells(t, final_cols))
-    cells += [c | {col.key: None for col in final_cols} | {col.key: "" for col in design}
-              for c in _reference_rows(ctx, metric_keys)]
-    drawn = [[rounded(t.value(o.name)) for o in ctx.objectives] for _, t in ctx.rows()]
+    rows = ctx.rows()
+    trials = [t for _, t in rows]
+    # column by column (a 100,000-trial run: one list per column, floats rounded by numpy)
+    if any(ctx.searched):  # finalized trials: their search-budget values
+        searched = [ctx.search_metrics(ri, t) for ri, t in rows]
+        col: dict[str, list] = {m: rounded_many([s.get(m) for s in searched]) for m in metric_keys}
+    else:  # the drawn values are the search values (a non-number rounds to None either way)
+        col = {m: ctx.rounded_values(m) for m in metric_keys}
+    col.update({
+        "run": [ri for ri, _ in rows], "number": [t.number for t in trials], "status": [t.status.value for t in trials],
+        "front": [int(f) for f in ctx.front_flags()], "reference": [""] * len(rows),
+        "delta_m": (rounded_many([trial_delta_m(ctx, ri, t) for ri, t in rows]) if has_single else [None] * len(rows)),
+        "time_s": rounded_many([t.timings.get("total_s") for t in trials]),
+        "feasible": [FEASIBLE_TEXT.get(t.metrics.get("feasible"), "") for t in trials],
+        "hash": ctx.hashes(),
+        "error": ["" if t.error is None else str(t.error)[:MAX_REASON] for t in trials],
+        "weights": [weights_of(t) or "" for t in trials],
+    })
+    for c in design:
+        col[c.key] = [category_of(t.metrics, c.key) or "" for t in trials]
+    finals = [_final_cells(t, final_cols) for t in trials]
+    for c in final_cols:
+        col[c.key] = [f[c.key] for f in finals]
+    refs = [c | {fc.key: None for fc in final_cols} | {dc.key: "" for dc in design}
+            for c in _reference_rows(ctx, metric_keys)]
+    table = [list(r) for r in zip(*(col[c.key] for c in columns))] if rows else []
+    table += [[c[k.key] for k in columns] for c in refs]
+    drawn_cols = [ctx.rounded_values(o.name) for o in ctx.objectives]
+    drawn = [list(r) for r in zip(*drawn_cols)] if rows and drawn_cols else [[] for _ in rows]
     drawn += [[rounded(b.value(o.name)) for o in ctx.objectives] for _, _, b in ctx.reference_rows()]
-    return _TableInfo(columns, [[c[col.key] for col in columns] for c in cells], drawn)
+    return _TableInfo(columns, table, drawn)
 
 
 def table_data(info: _TableInfo) -> dict:

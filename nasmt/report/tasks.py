@@ -7,8 +7,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from nasmt.report.density import BINS_2D, EXACT_POINTS, Grid, density_2d, make_grid, sample
 from nasmt.report.load import ReportContext
-from nasmt.report.style import GL_THRESHOLD, empty_figure, esc, rounded, run_color, run_symbol, style
+from nasmt.report.style import GL_THRESHOLD, empty_figure, esc, run_color, run_symbol, style
 from nasmt.run import TrialStatus
 
 
@@ -40,33 +41,40 @@ def get_task_matrix_info(ctx: ReportContext) -> _TaskMatrixInfo:
     for r in ctx.runs:
         for t in r.suite.tasks:
             tasks.setdefault(t.ident, t.name)
-    g0, out = 0, []
+    g0, out, front = 0, [], ctx.front_flags()
     for ri, r in enumerate(ctx.runs):
-        gs, nums, errs, front = [], [], [], []
-        for gi, t in enumerate(r.trials, start=g0):
-            if t.status != TrialStatus.COMPLETE:
-                continue
-            e = [rounded(t.value(_error_key(i))) for i in tasks]
-            if all(x is None for x in e):
-                continue
-            gs.append(gi)
-            nums.append(t.number)
-            errs.append([np.nan if x is None else x for x in e])
-            front.append(ctx.on_front(ri, t))
+        shown = [(gi, t) for gi, t in enumerate(r.trials, start=g0) if t.status == TrialStatus.COMPLETE]
+        cols = [[rv[gi] for gi, _ in shown] for rv in (ctx.rounded_values(_error_key(i)) for i in tasks)]
+        keep = [k for k in range(len(shown)) if any(c[k] is not None for c in cols)]
+        errs = [[np.nan if c[k] is None else c[k] for c in cols] for k in keep]
+        shown = [shown[k] for k in keep]
         g0 += len(r.trials)
         out.append(_TaskMatrixRun(
-            r.name, np.array(gs, dtype=np.int64), np.array(nums, dtype=np.int64),
-            np.array(errs, dtype=float).reshape(len(errs), len(tasks)), np.array(front, dtype=bool),
+            r.name, np.array([gi for gi, _ in shown], dtype=np.int64), np.array([t.number for _, t in shown], dtype=np.int64),
+            np.array(errs, dtype=float).reshape(len(errs), len(tasks)),
+            np.array([front[gi] for gi, _ in shown], dtype=bool),
         ))
     return _TaskMatrixInfo([_Task(i, n) for i, n in tasks.items()], out)
 
 
-def _traces(go, ri: int, r: _TaskMatrixRun, tasks: list[_Task], single: bool) -> list:
+def _traces(go, ri: int, r: _TaskMatrixRun, tasks: list[_Task], single: bool, grid: Grid | None = None) -> list:
+    """Front and other trials; with a `grid` (more than `EXACT_POINTS` points) the other
+    trials as a density (two tasks) or a seeded sample of them (a scatter matrix)."""
     out = []
     for gname, m in (("front", r.front), ("other", ~r.front)):
         if not m.any():
             continue
         on = gname == "front"
+        if grid is not None and not on:
+            n_other = int(m.sum())
+            if len(tasks) == 2:
+                name = f"other (density, {n_other:,})" if single else f"{esc(r.name)} · other (density, {n_other:,})"
+                out.append(density_2d(go, grid, r.errors[m], run_color(ri), name, esc(r.name), "trials"))
+                continue
+            keep = sample(np.flatnonzero(m), EXACT_POINTS // 2)
+            m = np.zeros_like(m)
+            m[keep] = True
+            gname = f"other (sample of {len(keep):,} of {n_other:,})"
         common = dict(
             customdata=np.stack([r.g[m], r.number[m]], axis=1).tolist(),
             name=gname if single else f"{esc(r.name)} · {gname}",
@@ -92,8 +100,11 @@ def task_matrix_figure(info: _TaskMatrixInfo):
         return empty_figure("one task: no per-task trade-off to show")
     fig = go.Figure()
     single = len(info.runs) == 1
+    grid = None
+    if sum(len(r.g) for r in info.runs) > EXACT_POINTS:
+        grid = make_grid(np.vstack([r.errors[:, :2] for r in info.runs]), [False, False], BINS_2D)
     for ri, r in enumerate(info.runs):
-        fig.add_traces(_traces(go, ri, r, tasks, single))
+        fig.add_traces(_traces(go, ri, r, tasks, single, grid))
     layout = dict(margin=dict(l=60, r=20, t=20, b=50), legend=dict(orientation="h", y=1.1, x=0), uirevision="tasks",
                   hovermode="closest")
     if len(tasks) == 2:

@@ -15,6 +15,7 @@ from nasmt.run.record import TrialRecord, front_candidates
 # Hypervolume reference point after min-max normalization of each objective over the
 # trials shown: 10% past the worst value seen, so the worst point still adds volume.
 HV_REFERENCE = 1.1
+HV_BLOCK = 512  # rows screened against the front at once (`pareto_mask`, `hypervolume_history`)
 
 
 def _finite_rows(P: np.ndarray) -> np.ndarray:
@@ -54,12 +55,20 @@ def pareto_mask(points: np.ndarray) -> np.ndarray:
                 mask[idx[o]] = True  # exact duplicate of a front point
         return mask
     front = np.empty((0, P.shape[1]))
-    for o in order:
-        p = P[o]
-        if len(front) and np.any(np.all(front <= p, axis=1) & np.any(front < p, axis=1)):
-            continue
-        front = np.vstack([front, p[None, :]])
-        mask[idx[o]] = True
+    # in blocks of rows: those the front found so far dominates are dropped at once (the
+    # front only grows: a later row never dominates an earlier one), the rest one by one
+    for s in range(0, len(order), HV_BLOCK):
+        block = order[s:s + HV_BLOCK]
+        if len(front):
+            B = P[block][:, None, :]
+            dominated = np.any(np.all(front[None] <= B, axis=2) & np.any(front[None] < B, axis=2), axis=1)
+            block = block[~dominated]
+        for o in block:
+            p = P[o]
+            if len(front) and np.any(np.all(front <= p, axis=1) & np.any(front < p, axis=1)):
+                continue
+            front = np.vstack([front, p[None, :]])
+            mask[idx[o]] = True
     return mask
 
 
@@ -196,13 +205,24 @@ def hypervolume_history(points: np.ndarray, ref: np.ndarray) -> np.ndarray:
     out = np.zeros(len(P))
     front = np.zeros((0, len(ref)))
     hv = 0.0
-    for i, p in enumerate(P):
-        if np.isfinite(p).all() and np.all(p < ref):
+    usable = (np.isfinite(P).all(axis=1) & np.all(P < ref, axis=1)) if len(P) else np.zeros(0, bool)
+    # in blocks: rows the front at the block's start already weakly dominates change
+    # nothing (the front only improves), so only the others are walked one by one
+    for s in range(0, len(P), HV_BLOCK):
+        block = np.arange(s, min(s + HV_BLOCK, len(P)))
+        cand = block[usable[block]]
+        if len(front) and len(cand):
+            cand = cand[~np.any(np.all(front[None, :, :] <= P[cand][:, None, :], axis=2), axis=1)]
+        last = s
+        for i in cand.tolist():
+            out[last:i] = hv
+            p = P[i]
             if not (len(front) and np.any(np.all(front <= p, axis=1))):
                 keep = ~np.all(p <= front, axis=1) if len(front) else np.zeros(0, bool)
                 front = np.vstack([front[keep], p[None, :]])
                 hv = hypervolume(front, ref)
-        out[i] = hv
+            last = i
+        out[last:block[-1] + 1] = hv
     return out
 
 

@@ -20,7 +20,7 @@ from enum import Enum
 from pathlib import Path
 
 from nasmt.errors import RunDirError
-from nasmt.run.files import TRIALS_FILE, append_jsonl, read_jsonl, write_jsonl
+from nasmt.run.files import TRIALS_FILE, append_jsonl, no_gc, read_jsonl, write_jsonl
 from nasmt.run.values import is_finite_number
 
 
@@ -118,7 +118,7 @@ class TrialRecord:
             status = TrialStatus(d["status"])
         except (KeyError, TypeError, ValueError) as e:
             raise RunDirError(f"{where}: trial record without a valid number/status ({e})") from None
-        known = {f.name for f in fields(cls)} - {"extra"}
+        known = _known_fields()
         kw = {k: d[k] for k in known if k in d and k not in ("number", "status")}
         for k in ("metrics", "timings"):
             if not isinstance(kw.get(k), dict):
@@ -134,16 +134,37 @@ class TrialRecord:
         return replace(self, metrics={**self.metrics, **updates})
 
 
+_KNOWN: frozenset[str] = frozenset()
+
+
+def _known_fields() -> frozenset[str]:
+    """TrialRecord's field names but `extra` (computed once: `fields()` per record costs
+    more than the rest of `from_json` on a 100,000-line file)."""
+    global _KNOWN
+    if not _KNOWN:
+        _KNOWN = frozenset(f.name for f in fields(TrialRecord)) - {"extra"}
+    return _KNOWN
+
+
 # ----------------------------------------------------------------------------- reading
 
 
 def read_trials(run_dir: str | Path) -> list[TrialRecord]:
     """Every trial of a run, one record per number in number order (last line wins)."""
     path = Path(run_dir) / TRIALS_FILE
-    by_num: dict[int, TrialRecord] = {}
-    for d in read_jsonl(path):
-        r = TrialRecord.from_json(d, where=str(path))
-        by_num[r.number] = r
+    with no_gc():
+        return records_in_order(read_jsonl(path), str(path))
+
+
+def records_in_order(dicts: list[dict], where: str, by_num: dict[int, TrialRecord] | None = None) -> list[TrialRecord]:
+    """Typed records of JSON objects, one per number in number order (a later object
+    wins); `by_num` (number -> record) is updated in place when given."""
+    by_num = {} if by_num is None else by_num
+    from_json = TrialRecord.from_json
+    with no_gc():
+        for d in dicts:
+            r = from_json(d, where=where)
+            by_num[r.number] = r
     return [by_num[k] for k in sorted(by_num)]
 
 
@@ -178,20 +199,29 @@ def trials_frame(run_dir: str | Path):
 
     Columns: number, status, error, interrupted, recovered, finished_at, total_s,
     arch_hash, then one `metrics.<name>` column per metric any trial recorded."""
+    import numpy as np
     import pandas as pd
 
-    rows = []
-    for r in read_trials(run_dir):
-        row = {
-            "number": r.number, "status": r.status.value, "error": r.error, "interrupted": r.interrupted,
-            "recovered": r.recovered, "finished_at": r.finished_at, "total_s": r.timings.get("total_s"),
-            "arch_hash": r.arch_hash,
-        }
-        row.update({f"metrics.{k}": v for k, v in r.metrics.items()})
-        rows.append(row)
+    recs = read_trials(run_dir)
     cols = ["number", "status", "error", "interrupted", "recovered", "finished_at", "total_s", "arch_hash"]
-    df = pd.DataFrame(rows, columns=None if rows else cols)
-    return df.set_index("number", drop=False) if len(df) else df
+    if not recs:
+        return pd.DataFrame(columns=cols)
+    # column by column (a frame from 100,000 row dicts costs seconds); a metric a trial
+    # lacks is NaN, as pandas fills a list of row dicts, and metric columns come in the
+    # order a trial first records them
+    data = {
+        "number": [r.number for r in recs], "status": [r.status.value for r in recs], "error": [r.error for r in recs],
+        "interrupted": [r.interrupted for r in recs], "recovered": [r.recovered for r in recs],
+        "finished_at": [r.finished_at for r in recs], "total_s": [r.timings.get("total_s") for r in recs],
+        "arch_hash": [r.arch_hash for r in recs],
+    }
+    with no_gc():  # many small objects: the collector's passes would cost more than building them
+        names = dict.fromkeys(k for r in recs for k in r.metrics)
+        missing = np.nan
+        for k in names:
+            data[f"metrics.{k}"] = [r.metrics.get(k, missing) for r in recs]
+        df = pd.DataFrame(data)
+    return df.set_index("number", drop=False)
 
 
 __all__ = [

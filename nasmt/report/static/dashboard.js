@@ -283,7 +283,8 @@
     var hash = rw[C.hash];
     $('arch-hash').textContent = hash ? '[' + hash + ']' : '';
     document.querySelector('#selection .export').hidden = ref;  // a reference model is not a searched trial
-    drawArch(hash ? D.archs[hash] : null, ref ? 'reference model: ' + rw[C.reference] + ' (nasmt baselines)' : null);
+    var missing = hash && !D.archs[hash] ? (D.notes.archs || 'architecture not in this page') : null;  // large runs: front only
+    drawArch(hash ? D.archs[hash] : null, ref ? 'reference model: ' + rw[C.reference] + ' (nasmt baselines)' : missing);
     markPareto(g);
     showRow(g, fromPlot);
   }
