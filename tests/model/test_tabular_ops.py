@@ -184,3 +184,27 @@ def test_quantized_artifact_of_tabular_ops(fair, tmp_path, num):
     assert r["artifact_weight_bytes"] == r["size_bytes"] == size_bytes(net, spec)
     assert r["max_abs_diff"] <= ACC_TOLERANCE, (r["accuracy"], r["simulated"])
     assert r["accuracy"]["affair"] > 0.55  # the artifact learned something (AUC; chance 0.5)
+
+
+def test_periodic_and_catembed_match_their_formulas(fair):
+    """PLR per numeric column (sin/cos of 2 pi c x, the column's own linear layer, ReLU) and
+    a categorical column's embedding (its table's row for the value, plus the bias), in numpy."""
+    _, data = fair
+    torch.manual_seed(3)
+    net = build(spec_of(data, (op("periodic", n=4, d=3, sigma=0.5), op("catembed", d=2), op("fc", h=4, act="relu"))))
+    per, cat = net.trunk[0][0], net.trunk[0][1]
+    x = data.x["val"][:32].astype(np.float64)
+    with torch.no_grad():
+        got = cat(per(torch.from_numpy(data.x["val"][:32]))).double().numpy()
+    c = per.freq.detach().double().numpy()  # (F, n)
+    w = per.linear.weight.detach().double().numpy().reshape(2, 3, 8)  # per column: (d, 2n)
+    b = per.linear.bias.detach().double().numpy().reshape(2, 3)
+    for j in range(2):
+        v = 2 * np.pi * c[j][None] * x[:, j : j + 1]
+        want = np.maximum(np.concatenate([np.sin(v), np.cos(v)], 1) @ w[j].T + b[j], 0)
+        np.testing.assert_allclose(got[:, 4 + 3 * j : 7 + 3 * j], want, rtol=1e-5, atol=1e-5)  # after the embeddings
+    for j, start in enumerate((2, 8)):  # occupation, occupation_husb one-hot blocks in the raw features
+        table = cat.embed[j].weight.detach().double().numpy().T  # (values, d)
+        code = x[:, start : start + 6].argmax(1)
+        want = table[code] + cat.embed[j].bias.detach().double().numpy()
+        np.testing.assert_allclose(got[:, 2 * j : 2 * j + 2], want, rtol=1e-5, atol=1e-6)  # embeddings come first
