@@ -1,6 +1,7 @@
 """Controllable deployment (issue 18): one exported network, the trade-off chosen at run time.
 
     python benchmarks/bench_controllable.py [--quick] [--cells fair,multimnist]
+    python benchmarks/bench_controllable.py --thin 8    # then: the same runs exported with --max-candidates 8
 
 Per cell, a real one-shot search through the CLI (`nasmt search --oneshot`, kept under
 runs/bench-controllable/<cell>/run and reused when complete), then
@@ -267,11 +268,44 @@ def run_cell(name: str, c: dict, quick: bool) -> dict:
     return res
 
 
+def thin_cell(name: str, k: int) -> dict:
+    """The same run exported with --max-candidates k: bytes and controllability."""
+    import torch
+
+    torch.set_num_threads(1)
+    base = ROOT / "runs" / "bench-controllable" / name
+    export = base / f"export-max{k}"
+    export_s = cli("export", base / "run", "--controllable", "--out", export, "--force", "--max-candidates", k)
+    front = json.loads((export / "front.json").read_text())
+    sep = separate_exports(base / "run", front, base / f"separate-max{k}")
+    ctl_torch = folder_bytes(export, {"model.py", "shared.safetensors", "own.safetensors", "front.json",
+                                      "preprocessing.json"})
+    spec = importlib.util.spec_from_file_location(f"ctl_{name}_max{k}", export / "model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    net = mod.load()
+    return {"max_candidates": k, "candidates": len(front["candidates"]), "front_size": front["front_size"],
+            "export_wall_s": export_s,
+            "bytes": {"controllable_torch": ctl_torch, "separate_sum": sum(sep), "largest_single": max(sep),
+                      "ratio_to_largest_single": ctl_torch / max(sep), "ratio_to_sum": ctl_torch / sum(sep),
+                      "goal_met": ctl_torch <= 1.5 * max(sep)},
+            "controllability": {"no_budget": controllability(net, front, None)}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="toy sizes (a smoke run; not written to reports/)")
     ap.add_argument("--cells", default="fair,multimnist", help="cells to run (default %(default)s)")
+    ap.add_argument("--thin", type=int, default=None, metavar="K",
+                    help="only add, to cells already measured, the export thinned to K candidates (--max-candidates)")
     a = ap.parse_args()
+    if a.thin:
+        report = json.loads(OUT.read_text())
+        for name in a.cells.split(","):
+            report["cells"][name]["thinned"] = thin_cell(name, a.thin)
+            OUT.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+            print(json.dumps(report["cells"][name]["thinned"]["bytes"], indent=1))
+        return
     out = OUT if not a.quick else ROOT / "runs" / "bench_controllable_quick.json"
     report = json.loads(out.read_text()) if out.exists() else {}
     report.update({"benchmark": "bench_controllable", "goals": {

@@ -18,8 +18,10 @@ def cmd_export(a) -> None:
         from nasmt.export.controllable import export_controllable
 
         out = export_controllable(Path(a.run), Path(a.out), objectives=a.objectives, quantized=not a.no_quantized,
-                                  onnx=not a.no_onnx, force=a.force)
+                                  onnx=not a.no_onnx, force=a.force, max_candidates=a.max_candidates)
     else:
+        if a.max_candidates is not None:
+            raise UserError("--max-candidates: only with --controllable")
         from nasmt.export.write import export_run
 
         out = export_run(Path(a.run), Path(a.out), trial=a.trial, pick=a.pick, retrain_epochs=a.retrain_epochs,
@@ -69,6 +71,9 @@ def add_parsers(sub) -> None:
     e.add_argument("--controllable", action="store_true",
                    help="one-shot runs: export every feasible candidate of the front on one set of shared weights "
                    "(model.py's net.select(budget=..., preference=..., tasks=...) chooses at run time)")
+    e.add_argument("--max-candidates", type=int, default=None,
+                   help="--controllable: keep at most this many candidates of the front (the cheapest, each task's "
+                   "best, then the most spread out)")
     e.add_argument("--retrain-epochs", type=float, default=None, help="retrain the architecture this long first")
     e.add_argument("--objectives", default=None,
                    help="objectives for --pick (default: the run's); with --controllable the front's (default: every "

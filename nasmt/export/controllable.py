@@ -49,7 +49,7 @@ from nasmt.model.supernet import _slice, plan_sources
 from nasmt.quant import policy_summary
 from nasmt.run import atomic_write_json, atomic_write_text, load_run, parse_objectives, read_json, read_trials
 from nasmt.search.oneshot.bank import BANK_FILE, SUPERNET_DIR, inherited_model, load_bank, read_state, recalibration_of
-from nasmt.run.controllable_front import controllable_front, front_objectives
+from nasmt.run.controllable_front import controllable_front, front_objectives, thin_front
 from nasmt.space.spec import ArchSpec
 from nasmt.train import evaluate
 
@@ -73,10 +73,14 @@ def _check_out(out: Path, force: bool) -> None:
 
 
 def export_controllable(run_dir: Path, out: Path, objectives: str | None = None, quantized: bool = True,
-                        onnx: bool = True, force: bool = False, latency_repeats: int = LATENCY_REPEATS) -> Path:
+                        onnx: bool = True, force: bool = False, latency_repeats: int = LATENCY_REPEATS,
+                        max_candidates: int | None = None) -> Path:
     """Write the controllable export of one-shot run `run_dir` into `out` (see the module
-    docstring); nothing in `out` changes unless every artifact was written."""
+    docstring); nothing in `out` changes unless every artifact was written. `max_candidates`:
+    thin the front to that many (`thin_front`: the cheapest, each task's best, then spread)."""
     run_dir, out = Path(run_dir), Path(out)
+    if max_candidates is not None and max_candidates < 1:
+        raise UserError(f"--max-candidates: must be at least 1 (got {max_candidates})")
     run = load_run(run_dir)
     state = read_state(run_dir)
     if state is None:
@@ -88,10 +92,13 @@ def export_controllable(run_dir: Path, out: Path, objectives: str | None = None,
     front = controllable_front(read_trials(run_dir), objs, state.get("epochs_done"))
     if not front:
         raise RunDirError(f"{run_dir}: no complete, within-budget inherited candidate on the bank it holds")
+    n_front = len(front)
+    if max_candidates is not None:
+        front = thin_front(front, objs, max_candidates)
     data = load_data_cached(suite)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new", dir=out.parent if out.parent.is_dir() else None))
     try:
-        _write(tmp, out, run_dir, run, suite, data, front, objs, quantized, onnx, latency_repeats)
+        _write(tmp, out, run_dir, run, suite, data, front, objs, quantized, onnx, latency_repeats, n_front)
         _swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -146,7 +153,7 @@ def _state_bytes(model) -> int:
 
 
 def _write(tmp: Path, final: Path, run_dir: Path, run: dict, suite, data, front: list, objs, quantized: bool,
-           onnx: bool, latency_repeats: int) -> None:
+           onnx: bool, latency_repeats: int, n_front: int) -> None:
     bank, _, _ = load_bank(run_dir, data)
     specs = [ArchSpec.from_json(r.spec) for r in front]
     models = {i: inherited_model(bank, s, data, recalibration_of(r)) for i, (s, r) in enumerate(zip(specs, front))}
@@ -184,6 +191,7 @@ def _write(tmp: Path, final: Path, run_dir: Path, run: dict, suite, data, front:
         "tasks": [{"ident": t.ident, "name": t.name, "kind": t.kind, "metric": t.metric} for t in suite.tasks],
         "input_shape": list(specs[0].input_shape), "feature_names": list(data.feature_names),
         "front_objectives": [o.to_json() for o in objs], "supernet_epochs": read_state(run_dir)["epochs_done"],
+        "front_size": n_front,
         "selection": "highest preference-weighted validation quality within budget (nasmt/run/controllable.py)",
         "latency": {"batch": 1, "threads": 1, "repeats": latency_repeats,
                     "what": "median torch eager forward of model.py's network, CPU"},
@@ -212,6 +220,8 @@ def _write(tmp: Path, final: Path, run_dir: Path, run: dict, suite, data, front:
     doc["exported_at"] = time.time()
     atomic_write_json(tmp / FRONT_FILE, doc)
     command = ["nasmt", "export", str(run_dir), "--controllable", "--out", str(final)]
+    if len(cands) < n_front:
+        command += ["--max-candidates", str(len(cands))]
     atomic_write_text(tmp / CARD_FILE, controllable_card(doc, shlex.join(command)))
 
 

@@ -27,9 +27,11 @@ def controllable_card(doc: dict, command: str) -> str:
                     f"{c['check']['max_abs_diff_vs_extracted']:.1e} | {onnx} |")
     w = doc["weights"]
     example = tasks[0]["ident"]
+    n_front = doc.get("front_size", len(doc["candidates"]))
+    thinned = f" (thinned from {n_front} by --max-candidates)" if n_front > len(doc["candidates"]) else ""
     return f"""# Controllable export of run `{_md(Path(doc['run']).name)}`
 
-{len(doc['candidates'])} candidates of the one-shot front (Pareto over
+{len(doc['candidates'])} candidates of the one-shot front{thinned} (Pareto over
 {_md(', '.join(o['name'] for o in doc['front_objectives']))}) on one set of shared supernet weights
 (after {doc['supernet_epochs']} supernet epoch(s)). The trade-off is chosen at run time:
 

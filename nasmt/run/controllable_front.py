@@ -43,3 +43,28 @@ def controllable_front(records, objectives: list[Objective], epochs_done: int | 
             seen.add(r.arch_hash)
             out.append(r)
     return out
+
+
+def thin_front(front: list, objectives: list[Objective], k: int) -> list:
+    """At most `k` candidates of `front` that keep its extremes and spread: the cheapest
+    (the last objective, a cost), each error objective's best, then farthest-point picks
+    in the min-max normalized objective space; returned in front order."""
+    import numpy as np
+
+    from nasmt.run.objectives import objective_matrix
+
+    if k >= len(front):
+        return list(front)
+    m = objective_matrix(front, objectives)
+    lo, hi = np.nanmin(m, axis=0), np.nanmax(m, axis=0)
+    z = (m - lo) / np.where(hi > lo, hi - lo, 1.0)
+    order = [int(np.argmin(m[:, -1]))] + [int(np.argmin(m[:, j])) for j in range(m.shape[1] - 1)]
+    picked: list[int] = []
+    for i in order:
+        if i not in picked and len(picked) < k:
+            picked.append(i)
+    while len(picked) < k:
+        d = np.min(np.linalg.norm(z[:, None, :] - z[None, picked, :], axis=2), axis=1)
+        d[picked] = -1.0
+        picked.append(int(np.argmax(d)))
+    return [front[i] for i in sorted(picked)]

@@ -82,3 +82,20 @@ def test_the_cheapest_is_judged_by_the_largest_cost_over_budget_ratio():
     # candidate 2 is 8x over on params; candidate 3 is 2x over on latency only: 3 is the cheapest
     with pytest.raises(SelectionError, match="the cheapest is candidate 3"):
         select_candidate(FRONT, budget={"params": 5_000, "latency_ms": 0.05})
+
+
+def test_thinning_keeps_the_cheapest_each_tasks_best_then_spread():
+    from types import SimpleNamespace
+
+    from nasmt.run import Objective
+    from nasmt.run.controllable_front import thin_front
+
+    objs = [Objective("left.error", "min"), Objective("right.error", "min"), Objective("params", "min")]
+    pts = [(0.10, 0.90, 900), (0.90, 0.10, 800), (0.50, 0.50, 100), (0.45, 0.55, 120), (0.30, 0.70, 500),
+           (0.70, 0.30, 480), (0.52, 0.49, 110)]
+    front = [SimpleNamespace(number=i, metrics={"left.error": a, "right.error": b, "params": p})
+             for i, (a, b, p) in enumerate(pts)]
+    assert [r.number for r in thin_front(front, objs, 3)] == [0, 1, 2]  # left's best, right's best, the cheapest
+    four = [r.number for r in thin_front(front, objs, 4)]
+    assert four[:3] == [0, 1, 2] and four[3] in (4, 5)  # then the point farthest from those three
+    assert thin_front(front, objs, 7) == front and thin_front(front, objs, 1)[0].number == 2
