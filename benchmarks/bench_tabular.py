@@ -47,16 +47,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from benchmarks.bench_mtl import drop_unused, set_rule  # noqa: E402
-from nasmt.baselines import run_baselines  # noqa: E402
-from nasmt.baselines.gbdt import GRID  # noqa: E402
-from nasmt.baselines.record import LIGHTGBM, SINGLE_TASK, delta_m, read_baselines  # noqa: E402
-from nasmt.data import load_data_cached  # noqa: E402
+from nasmt.baselines.record import LIGHTGBM, SINGLE_TASK, delta_m, read_baselines  # noqa: E402 (light: no torch)
 from nasmt.data.suite import HIGHER_IS_BETTER, load_suite  # noqa: E402
-from nasmt.run import TrialStatus, read_trials  # noqa: E402
+
+# torch, numpy, Ray and the search are imported where they are used: `--table` stays light
 
 REPORT = ROOT / "reports" / "bench_tabular.json"
 WORK = ROOT / "runs" / "bench-tabular"
@@ -87,6 +81,8 @@ def suite_file(name: str, size: dict, work: Path) -> Path:
 
 def fp32_grammar(path: Path, work: Path) -> Path:
     """The grammar without its `quant` rule (every trial fp32)."""
+    from benchmarks.bench_mtl import drop_unused, set_rule
+
     text = path.read_text(encoding="utf-8")
     if re.search(r"^quant\s*=", text, flags=re.M):
         text = drop_unused(set_rule(text, "quant", None))
@@ -95,8 +91,11 @@ def fp32_grammar(path: Path, work: Path) -> Path:
     return out
 
 
-def latency(model: torch.nn.Module, x: np.ndarray) -> dict:
+def latency(model, x) -> dict:
     """Seconds per row on one thread: batched over all rows, and one row at a time (median)."""
+    import numpy as np
+    import torch
+
     xt = torch.from_numpy(np.ascontiguousarray(x))
     model.eval()
     with torch.no_grad():
@@ -119,6 +118,9 @@ def _metrics(suite, m: dict) -> dict:
 
 def references(suite_path: Path, suite, data, out: Path, epochs: float, seed: int, grid) -> tuple[dict, dict]:
     """`nasmt baselines` (tuned LightGBM included): single-task test metrics and one row per reference."""
+    import torch
+
+    from nasmt.baselines import run_baselines
     from nasmt.baselines.runner import SINGLE_BODY, VECTOR_NETS
 
     t0 = time.time()
@@ -154,6 +156,7 @@ def references(suite_path: Path, suite, data, out: Path, epochs: float, seed: in
 def searched(kind: str, grammar: Path, suite_path: Path, suite, data, out: Path, single: dict, size: dict,
              seed: int) -> dict:
     """One search (trials or one-shot), its best trial by validation mean_error exported; test Δm."""
+    from nasmt.run import TrialStatus, read_trials
     from nasmt.search import SearchConfig, run_search
 
     t0 = time.time()
@@ -253,6 +256,8 @@ def summarize(suite, seeds: dict) -> dict:
 
 
 def run_suite(name: str, size: dict, grid, work: Path, oneshot: bool) -> dict:
+    from nasmt.data import load_data_cached
+
     sw = work / name
     sw.mkdir(parents=True, exist_ok=True)
     path = suite_file(name, size, sw)
@@ -270,7 +275,7 @@ def run_suite(name: str, size: dict, grid, work: Path, oneshot: bool) -> dict:
             res["tabular_oneshot"] = searched("oneshot", grammars["tabular_search"], path, suite, data,
                                               sw / f"tabular_oneshot-s{seed}", single, size, seed)
         seeds[str(seed)] = res
-    return {"suite": str(path.relative_to(ROOT)), "tasks": [{"name": t.name, "kind": t.kind, "metric": t.metric}
+    return {"suite": SUITES[name], "suite_benchmarked": str(path.relative_to(ROOT)), "tasks": [{"name": t.name, "kind": t.kind, "metric": t.metric}
                                                             for t in suite.tasks],
             "rows": {s: data.n(s) for s in ("train", "val", "test")}, "features": int(data.input_shape[0]),
             "grammars": {k: str(v.relative_to(ROOT)) for k, v in grammars.items()},
@@ -329,6 +334,10 @@ def main():
     if a.table:
         print(table())
         return
+    import torch
+
+    from nasmt.baselines.gbdt import GRID
+
     torch.set_num_threads(1)
     size = dict(FULL if a.full else REDUCED)
     size.update({k: getattr(a, k) for k in REDUCED if getattr(a, k) is not None})
