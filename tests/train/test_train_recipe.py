@@ -50,12 +50,12 @@ def test_early_stopping_restores_the_best_epochs_weights():
     data = load_data_cached(suite)
     net = _net(data)
     snap = _Snap(net)
-    cfg = TrainConfig(epochs=12, batch_size=256, lr=0.05, schedule="constant", patience=2)  # a rate that overshoots
+    cfg = TrainConfig(epochs=8, batch_size=512, lr=0.1, schedule="constant", patience=2)  # a rate that overshoots
     r = train(net, suite, data, cfg, hooks=[snap])
     hist, best = r["val_history"], r["best_epoch"]
     assert best == int(np.argmin(hist)) + 1 and len(hist) == len(snap.states)
     spe = plan_steps(data.n("train"), cfg)[1]
-    assert r["steps"] == spe * min(12, best + 2)  # stopped `patience` epochs after the best (or at the budget)
+    assert r["steps"] == spe * min(8, best + 2)  # stopped `patience` epochs after the best (or at the budget)
     for k, v in net.state_dict().items():  # the best epoch's weights, not the last's
         assert torch.equal(v, snap.states[best][k]), k
     assert evaluate(net, suite, data, "val")["mean_error"] == hist[best - 1]
