@@ -50,7 +50,8 @@ def qat(model: nn.Module, spec: ArchSpec, suite, data, steps: int, lr: float = 3
     with simulate(model, spec, calib_batch(data, dev)) as act:
         act = dict(act)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=0.0, seed=seed, device=device,
-                      schedule="constant", sampling="random", freeze_bn=True)
+                      schedule="constant", sampling="random", freeze_bn=True,
+                      reg_loss=(spec.train.reg_loss if spec.train is not None else None) or "mse")  # the rule's loss
     with fake_act_hooks(layers, act):
         r = train(model, suite, data, cfg, hooks=[QATHook(model, layers)])
     return {"qat_steps": r["steps"], "qat_loss": r["loss"]}

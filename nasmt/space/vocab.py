@@ -66,7 +66,7 @@ _N = ParamSchema(int, 0, 16)  # expert counts (0 is refused with its own message
 _H = ParamSchema(int, 1, 4096)  # an expert's units (vector input) or channels (image input)
 _KE = ParamSchema(int, 1, 11, default=3, odd=True)  # a conv expert's kernel
 _D = ParamSchema(int, 1, 1024)  # an embedding's width per column
-REG_LOSSES = ("mse", "l1", "huber")  # nasmt.train.losses implements them
+REG_LOSSES = ("mse", "l1", "huber", "match")  # nasmt.train.losses implements them (match: l1 for MAE tasks)
 SCHEDULES = ("onecycle", "cosine", "constant")  # nasmt.train.loop implements them
 
 OPS: dict[str, OpSchema] = {
@@ -157,8 +157,8 @@ OPS: dict[str, OpSchema] = {
     "regloss": OpSchema(
         "train",
         {"fn": ParamSchema(str, choices=REG_LOSSES)},
-        "the regression tasks' loss: mse, l1 (matches an MAE metric) or huber (delta 1 on standardized "
-        "targets) (the 'train' rule)",
+        "the regression tasks' loss: mse, l1 (matches an MAE metric), huber (delta 1 on standardized "
+        "targets) or match (per task: l1 where the metric is MAE, else mse) (the 'train' rule)",
     ),
     "tap": OpSchema(
         "tap",

@@ -29,7 +29,7 @@ from nasmt.errors import TrialError
 from nasmt.data.suite import TaskSuite
 from nasmt.train.balance import METHODS, Balancer, make_balancer
 from nasmt.model.ops import fit_inputs
-from nasmt.train.losses import REG_LOSSES, task_losses
+from nasmt.train.losses import MATCH, REG_LOSSES, task_losses
 from nasmt.train.metrics import tensors
 
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -57,7 +57,7 @@ class TrainConfig:
     warmup: float | None = None  # warm-up share of the steps ("onecycle", "cosine"); None: the schedule's default
     patience: int = 0  # > 0: after each epoch the validation mean_error is measured; training stops after this
     # many epochs without a better one and the best epoch's weights are restored. 0: the whole budget
-    reg_loss: str = "mse"  # regression loss: mse, l1 or huber (nasmt.train.losses.REG_LOSSES)
+    reg_loss: str = "mse"  # regression loss: mse, l1, huber or match (l1 for MAE-scored tasks; nasmt.train.losses)
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -66,8 +66,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.sampling: {self.sampling!r} is not one of {', '.join(SAMPLINGS)}")
         if self.balance not in METHODS:
             raise ValueError(f"TrainConfig.balance: {self.balance!r} is not one of {', '.join(METHODS)}")
-        if self.reg_loss not in REG_LOSSES:
-            raise ValueError(f"TrainConfig.reg_loss: {self.reg_loss!r} is not one of {', '.join(REG_LOSSES)}")
+        if self.reg_loss not in (*REG_LOSSES, MATCH):
+            raise ValueError(f"TrainConfig.reg_loss: {self.reg_loss!r} is not one of {', '.join(REG_LOSSES)}, {MATCH}")
         if self.patience < 0 or self.batch_size < 1:
             raise ValueError("TrainConfig: patience must be >= 0 and batch_size >= 1")
 

@@ -17,11 +17,13 @@ from nasmt.data.suite import TaskSuite
 
 
 REG_LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss}
+MATCH = "match"  # per task: l1 where the metric is MAE, else mse
 
 
 def task_losses(suite: TaskSuite, data, out: dict, ys: dict, reg_loss: str = "mse") -> tuple[torch.Tensor, dict]:
     """(weighted total, {task ident: its loss}) of one batch: `out` the model's outputs,
-    `ys` the batch's targets, both keyed by task ident; `reg_loss` one of REG_LOSSES."""
+    `ys` the batch's targets, both keyed by task ident; `reg_loss` one of REG_LOSSES or
+    "match" (l1 for a task scored by MAE, mse otherwise)."""
     total = 0.0
     parts = {}
     for t in suite.tasks:
@@ -35,7 +37,8 @@ def task_losses(suite: TaskSuite, data, out: dict, ys: dict, reg_loss: str = "ms
             l = F.binary_cross_entropy_with_logits(logits[:, 0], y.float())
         else:
             mean, std = data.target_stats[t.ident]
-            l = REG_LOSSES[reg_loss](logits[:, 0], (y.float() - mean) / std)
+            fn = ("l1" if t.metric == "mae" else "mse") if reg_loss == MATCH else reg_loss
+            l = REG_LOSSES[fn](logits[:, 0], (y.float() - mean) / std)
         parts[t.ident] = l
         total = total + t.weight * l
     return total, parts

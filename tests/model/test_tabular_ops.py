@@ -12,6 +12,8 @@ fair suite's column layout (two numeric columns, two 6-value categoricals).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -162,8 +164,11 @@ def test_regression_losses_match_their_definitions(fair):
     z = (ys["years_married"].float() - mean) / std
     d = out["years_married"][:, 0] - z
     for fn, want in (("mse", d.pow(2).mean()), ("l1", d.abs().mean()),
-                     ("huber", torch.where(d.abs() < 1, 0.5 * d.pow(2), d.abs() - 0.5).mean())):
+                     ("huber", torch.where(d.abs() < 1, 0.5 * d.pow(2), d.abs() - 0.5).mean()),
+                     ("match", d.abs().mean())):  # years_married is scored by MAE
         torch.testing.assert_close(task_losses(suite, data, out, ys, fn)[1]["years_married"], want)
+    rmse = replace(suite, tasks=tuple(replace(t, metric="rmse") if t.ident == "years_married" else t for t in suite.tasks))
+    torch.testing.assert_close(task_losses(rmse, data, out, ys, "match")[1]["years_married"], d.pow(2).mean())
 
 
 @pytest.mark.parametrize("num", ["periodic", "plenc"])

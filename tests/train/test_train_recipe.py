@@ -83,7 +83,7 @@ def test_train_rule_decisions_reach_the_train_config():
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
     seen = set()
-    for _ in range(12):
+    for _ in range(20):
         spec = derive(g, study.ask(), suite.tasks, data.input_shape, data.n_outputs, data.columns)
         genome = spec.genome_dict
         tc = TrainConfig(epochs=1, **{"lr": 1.0, "batch_size": 7, **spec.train_overrides()})
@@ -92,4 +92,4 @@ def test_train_rule_decisions_reach_the_train_config():
         assert tc.reg_loss == genome["train.regloss.fn"] and tc.lr == genome["train.optim.lr"]
         assert ArchSpec.loads(spec.dumps()) == spec
         seen.add(tc.reg_loss)
-    assert seen == {"mse", "l1", "huber"}
+    assert seen == {"mse", "l1", "huber", "match"}
