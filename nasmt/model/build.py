@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from nasmt.model import ops as O
@@ -237,3 +238,37 @@ def build(spec: ArchSpec) -> O.MultiTaskNet:
         group_taps={g.name: g.tap for g in spec.groups}, joins={b.task: b.group for b in spec.branches if b.group},
         slots=mixture_slots(spec),
     )
+
+
+class _Fitted(Exception):
+    pass
+
+
+def fit_inputs(model: nn.Module, x) -> int:
+    """Fit every not yet fitted input encoding of `model` (its `fit`, on the inputs it
+    sees for the examples `x`: a forward pass in eval mode, cut short once the last one
+    is fitted, so the layers after it never run on the whole split); returns how many."""
+    todo = [m for m in model.modules() if hasattr(m, "fit") and not int(m.fitted)]
+    if not todo:
+        return 0
+    left = [len(todo)]
+
+    def fit(mod, args):
+        mod.fit(args[0])
+        left[0] -= 1
+        if left[0] == 0:
+            raise _Fitted
+
+    hooks = [m.register_forward_pre_hook(fit) for m in todo]
+    was = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    except _Fitted:
+        pass
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    return len(todo)

@@ -325,25 +325,6 @@ class MemberMean(nn.Module):
 TABULAR_OPS = (ResBlock, Periodic, PiecewiseLinear, CatEmbed, Ensemble, MemberMean)  # constructed from .args
 
 
-def fit_inputs(model: nn.Module, x) -> int:
-    """Fit every not yet fitted input encoding of `model` (its `fit`, on the inputs it
-    sees for the examples `x`: one forward pass in eval mode); returns how many."""
-    todo = [m for m in model.modules() if hasattr(m, "fit") and not int(m.fitted)]
-    if not todo:
-        return 0
-    hooks = [m.register_forward_pre_hook(lambda mod, args: mod.fit(args[0])) for m in todo]
-    was = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was)
-    return len(todo)
-
-
 class MultiTaskNet(nn.Module):
     """Shared trunk of stages; each task's branch reads the output of one stage, or of a
     task group (a partial branch shared by the tasks that join it).

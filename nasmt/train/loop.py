@@ -28,7 +28,7 @@ from torch.func import functional_call
 from nasmt.errors import TrialError
 from nasmt.data.suite import TaskSuite
 from nasmt.train.balance import METHODS, Balancer, make_balancer
-from nasmt.model.ops import fit_inputs
+from nasmt.model.build import fit_inputs
 from nasmt.train.losses import MATCH, REG_LOSSES, task_losses
 from nasmt.train.metrics import tensors
 
