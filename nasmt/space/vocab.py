@@ -5,7 +5,9 @@ Every op either works on images (N,C,H,W), turns an image into a vector (`gap`,
 `flatten`), works on vectors (N,D), or works on both. The builder tracks channels and
 spatial size so that every derivation builds: a vector op on an image flattens first, a
 branch that ends on an image gets a global average pool before its output layer, a pool
-on a 1x1 map is the identity.
+on a 1x1 map is the identity. Tabular input ops (kind "stem": the embeddings periodic,
+plenc, catembed, and ensemble) read the raw column layout (ArchSpec.columns) and stand in
+the trunk's first stage, before every other op.
 """
 
 from __future__ import annotations
