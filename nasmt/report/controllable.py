@@ -96,19 +96,20 @@ def controllable_figure_from(info: _ControllableInfo):
 
     n = len(info.candidates)
     scale = []
-    for i in range(n):  # a discrete colour per candidate
-        col = PALETTE[i % len(PALETTE)]
+    for i in range(n):  # a discrete colour per candidate (the palette, then evenly spaced hues)
+        col = PALETTE[i] if n <= len(PALETTE) else f"hsl({round(i * 360 / n)}, 65%, {42 + 12 * (i % 2)}%)"
         scale += [[i / n, col], [(i + 1) / n, col]]
     fig = go.Figure()
     ys = list(info.grid)
+    used = sorted({i for g in info.grid.values() for row in g for i in row if i >= 0})  # the colour bar names those picked
     for k, t in enumerate(ys):
         z = info.grid[t]
         text = [[_hover(info, info.candidates[i]) if i >= 0 else "nothing fits" for i in row] for row in z]
         fig.add_trace(go.Heatmap(
             x=[round(b) for b in info.budgets], y=[round(w, 3) for w in info.weights], z=z, zmin=-0.5, zmax=n - 0.5,
             colorscale=scale if n > 1 else [[0, PALETTE[0]], [1, PALETTE[0]]], text=text, visible=k == 0,
-            colorbar=dict(title=dict(text="candidate"), tickvals=list(range(n)),
-                          ticktext=[f"{c['id']} (trial {c['trial']})" for c in info.candidates]),
+            colorbar=dict(title=dict(text="candidate"), tickvals=used,
+                          ticktext=[f"{i} (trial {info.candidates[i]['trial']})" for i in used]),
             hovertemplate="params budget ≤ %{x:,}<br>weight %{y}<br>%{text}<extra></extra>", name=esc(info.labels.get(t, t)),
         ))
     buttons = [dict(label=esc(info.labels.get(t, t)), method="update",
@@ -121,8 +122,9 @@ def controllable_figure_from(info: _ControllableInfo):
                         f"({n} candidates)", font=dict(size=13)),
         xaxis=dict(title=dict(text="params budget"), type="log"),
         yaxis=dict(title=dict(text=f"preference weight of {first}" + (" (the others share the rest)" if len(info.tasks) > 2 else ""))),
-        margin=dict(l=70, r=20, t=60, b=60),
-        updatemenus=[dict(buttons=buttons, x=0, y=1.12, xanchor="left", showactive=True)] if len(ys) > 1 else [],
+        margin=dict(l=70, r=20, t=90, b=60),
+        updatemenus=[dict(buttons=buttons, x=1, y=1.2, xanchor="right", yanchor="bottom", showactive=True)]
+        if len(ys) > 1 else [],
     )
     return style(fig)
 
