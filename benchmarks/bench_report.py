@@ -16,6 +16,11 @@ Measured:
     on the same points, 10k and 100k (the 100k naive time is extrapolated from a
     sample of rows, and marked so).
 
+  * issue 19 (benchmarks/report_scale.py): build, interactive, select and sort times at
+    10^3, 10^4, 10^5 trials with 3 objectives, read_trials / trials_frame at 10^5, the
+    live dashboard's delta polls at 10^4 while records are appended; baselines in the
+    same run (the old read path, the old full-resend poll, the old code's build).
+
     python benchmarks/bench_report.py            # writes reports/bench_report.json
     python benchmarks/bench_report.py --quick    # 1k only, no 100k naive
 """
@@ -107,13 +112,17 @@ def synthetic_trial(number: int, rng) -> dict:
             "timings": {"total_s": float(rng.uniform(2, 20))}}
 
 
-def make_run(out: Path, n: int, seed: int = 0) -> Path:
+OBJECTIVES_2 = ("mean_error", "params")
+OBJECTIVES_3 = ("mean_error", "params", "size_bytes")  # issue 19's scale runs
+
+
+def make_run(out: Path, n: int, seed: int = 0, objectives=OBJECTIVES_2) -> Path:
     suite = load_suite(SUITE)
     out.mkdir(parents=True, exist_ok=True)
     run = {
         "nasmt_run": 1, "synthetic": True, "suite": suite.to_dict(),
         "grammar": {"name": "conv", "file": str(GRAMMAR.relative_to(ROOT)), "text": GRAMMAR.read_text()},
-        "objectives": [{"name": "mean_error", "direction": "min"}, {"name": "params", "direction": "min"}],
+        "objectives": [{"name": o, "direction": "min"} for o in objectives],
         "config": {"sampler": "synthetic", "trials": n, "seed": seed},
     }
     (out / RUN_FILE).write_text(json.dumps(run, indent=1))
@@ -222,11 +231,31 @@ def bench_pareto(n: int, rng, naive_rows: int | None = None) -> dict:
     return out
 
 
+def goals(res: dict) -> dict:
+    """Issue 19's goals against what was measured (None: not measured in this run)."""
+    big = max(res.get("scale") or [{}], key=lambda r: r.get("trials", 0))
+    d, rd = res.get("dashboard") or {}, res.get("read") or {}
+    got = {
+        "build_s <= 10 (10^5)": big.get("build_s"), "interactive_ms <= 3000 (10^5)": big.get("interactive_ms"),
+        "select_ms <= 500 (10^5)": big.get("select_ms"), "sort_ms <= 500 (10^5)": big.get("sort_ms"),
+        "poll_s <= 0.5 (10^4, delta, HTTP)": d.get("delta_poll_median_s"),
+        "page_refresh_ms <= 500 (10^4)": d.get("page_refresh_median_ms"),
+        "read_trials_s <= 5 (10^5)": rd.get("read_trials_s"), "trials_frame_s <= 5 (10^5)": rd.get("trials_frame_s"),
+    }
+    limit = {k: float(k.split("<= ")[1].split(" ")[0]) for k in got}
+    return {k: {"measured": v, "met": None if v is None else v <= limit[k]} for k, v in got.items()}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_report.json"))
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--scale", default="1000,10000,100000",
+                    help="issue 19's sizes (3 objectives; benchmarks/report_scale.py); '' to skip")
+    ap.add_argument("--baseline-ref", default="a5f42ab",
+                    help="git ref of the code before issue 19's report work (its build is the baseline)")
+    ap.add_argument("--old-max", type=int, default=10_000, help="largest size the old code is built at")
     a = ap.parse_args(argv)
     sizes = [1000] if a.quick else [1000, 10000]
     work = Path(tempfile.mkdtemp(prefix="nasmt-bench-"))
@@ -251,6 +280,14 @@ def main(argv=None):
                 row["load_ratio_vs_optuna"] = row["load_ms"] / row["optuna_load_ms"]
             row["build_ratio_vs_optuna"] = build_s / base_s
             res["report"].append(row)
+        scale = [int(x) for x in a.scale.split(",") if x.strip()] if not a.quick else [1000]
+        if scale:
+            from benchmarks.report_scale import bench_dashboard, bench_scale
+
+            res["scale"], res["read"] = bench_scale(work, scale, driver, _until, a.baseline_ref, a.old_max)
+            keep = 10_000 if 10_000 in scale else min(scale)
+            res["dashboard"] = bench_dashboard(work / f"scale{keep}", driver, _until)
+            res["goals"] = goals(res)
         if len(res["report"]) > 1 and driver is not None:
             r1, r10 = res["report"][0], res["report"][-1]
             res["scaling_10k_vs_1k"] = {"build": r10["build_s"] / r1["build_s"], "load": r10["load_ms"] / r1["load_ms"]}
@@ -275,6 +312,11 @@ def main(argv=None):
     for p in res["pareto_mask"]:
         est = " (estimated)" if p["naive_estimated"] else ""
         print(f"{p['n']:>7} points: {p['pareto_mask_s'] * 1e3:8.1f} ms vs naive O(n^2) {p['naive_s']:8.1f} s{est}  -> {p['speedup']:,.0f}x")
+    if res.get("goals"):
+        print("issue 19 goals (SYNTHETIC records, 3 objectives)")
+        for k, v in res["goals"].items():
+            m = v["measured"]
+            print(f"  {k:36s} {'-' if m is None else f'{m:.3f}':>10}  {'met' if v['met'] else 'NOT met' if v['met'] is False else ''}")
     print(f"wrote {a.out}")
 
 

@@ -3,10 +3,12 @@
 Routes (nothing else is served; any other path, `..` tricks included, is a 404):
     /                       the page (same HTML as the report, data embedded)
     /api/data[?v=VERSION]   the page's data as JSON; 204 when VERSION is still current
+    /api/data?v=VERSION&delta=1   what changed since VERSION (the page's polls; live.py)
     /static/plotly.min.js   plotly.js from the installed plotly package
 
-The server re-reads a run only when its run.json or trials.jsonl changed (mtime, size),
-so polling every few seconds costs a stat() per file. Binds 127.0.0.1 by default; any
+The server re-reads a run only when one of its files changed (mtime, size), and then
+only the lines appended to trials.jsonl since (live.py), so polling every few seconds
+costs a stat() per file; a poll gets only what changed since the version it holds. Binds 127.0.0.1 by default; any
 other than a loopback address (`--host 0.0.0.0`) serves the runs to whoever reaches the
 port, with no authentication, and `serve` says so in one warning line on stderr.
 """
@@ -16,15 +18,14 @@ from __future__ import annotations
 import gzip
 import ipaddress
 import sys
-import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from nasmt.errors import UserError
-from nasmt.report.load import load_runs, resolve_objectives
-from nasmt.report.page import build_payload, payload_json, plotly_js, render_html, run_version
+from nasmt.report.live import LiveData
+from nasmt.report.page import plotly_js, render_html
 
 PLOTLY_ROUTE = "/static/plotly.min.js"
 DEFAULT_HOST = "127.0.0.1"  # this machine only: the page shows file paths and grammar text
@@ -32,35 +33,7 @@ DEFAULT_PORT = 8765
 SHUTDOWN_POLL_S = 0.5  # how often serve_forever checks for shutdown (Ctrl-C latency)
 
 
-class DashboardData:
-    """Cached payload of some runs; rebuilt when a run's files change."""
-
-    def __init__(self, runs: list[Path], objectives: str | None = None):
-        self.paths = [Path(r) for r in runs]
-        self._lock = threading.Lock()
-        self._version = None
-        self._json = None
-        rd = load_runs(self.paths)  # fail early (UserError) on a bad run dir / objective
-        self.objectives = resolve_objectives(rd, objectives)
-        self._build(run_version(self.paths), rd)
-
-    def _build(self, version: str, rd=None):
-        rd = rd or load_runs(self.paths)
-        payload = build_payload(rd, self.objectives, mode="live", version=version)
-        self._payload = payload
-        self._json = payload_json(payload).encode("utf-8")
-        self._version = payload["version"]
-
-    def current(self) -> tuple[str, bytes, dict]:
-        """(version, JSON bytes, payload), re-reading the runs if they changed."""
-        with self._lock:
-            now = run_version(self.paths)
-            if now != self._version:
-                try:
-                    self._build(now)
-                except UserError as e:  # a run dir vanished or went bad mid-serve: keep the last good data
-                    print(f"nasmt dashboard: {e}", file=sys.stderr, flush=True)
-            return self._version, self._json, self._payload
+DashboardData = LiveData  # the runs being served (nasmt/report/live.py)
 
 
 # bodies smaller than this are sent as they are (gzip's header and the CPU are not worth it)
@@ -111,8 +84,18 @@ class _Handler(BaseHTTPRequestHandler):
             page = render_html(payload, plotly_src=PLOTLY_ROUTE).encode("utf-8")
             self._send(HTTPStatus.OK, page, "text/html; charset=utf-8", gzip_ok=True)
         elif path == "/api/data":
+            q = parse_qs(parts.query)
+            if q.get("delta", [None])[0] == "1":  # the page's polls: only what changed since its version
+                status, body, _ = self.data.since(q.get("v", [None])[0])
+                if status == HTTPStatus.NO_CONTENT:
+                    self.send_response(HTTPStatus.NO_CONTENT)
+                    self.send_header("Cache-Control", "no-store")
+                    self.end_headers()
+                    return
+                self._send(HTTPStatus.OK, body, "application/json; charset=utf-8", gzip_ok=True)
+                return
             version, body, _ = self.data.current()
-            if parse_qs(parts.query).get("v", [None])[0] == version:
+            if q.get("v", [None])[0] == version:
                 self.send_response(HTTPStatus.NO_CONTENT)
                 self.send_header("Cache-Control", "no-store")
                 self.end_headers()

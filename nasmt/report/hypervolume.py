@@ -10,7 +10,7 @@ import numpy as np
 from nasmt.report.density import EXACT_POINTS
 from nasmt.report.load import ReportContext
 from nasmt.report.style import empty_note, esc, run_color, run_symbol, style
-from nasmt.run import HV_REFERENCE, front_candidates, hypervolume_history, normalize, objective_matrix
+from nasmt.run import HV_REFERENCE, front_candidates, hypervolume, hypervolume_history, normalize, objective_matrix
 
 # a step smaller than this is float noise, not an improvement of the front
 IMPROVEMENT_EPS = 1e-12
@@ -56,6 +56,17 @@ def get_hypervolume_info(ctx: ReportContext) -> _HypervolumeInfo:
 
 def final_hypervolume(r: _HypervolumeRun) -> float:
     return float(r.hv[-1]) if len(r.hv) else 0.0
+
+
+def final_hypervolumes(ctx: ReportContext) -> list[float]:
+    """Each run's hypervolume after its last trial, as `get_hypervolume_info` ends (same
+    normalization and reference point) without the history: one hypervolume per run
+    (the live dashboard's cards, every poll)."""
+    comps = [front_candidates(r.trials) for r in ctx.runs]
+    mats = [objective_matrix(c, ctx.objectives) for c in comps]
+    _, lo, hi = normalize(np.vstack(mats))
+    ref = np.full(len(ctx.objectives), HV_REFERENCE)
+    return [float(hypervolume(normalize(m, lo, hi)[0], ref)) if len(m) else 0.0 for m in mats]
 
 
 def hypervolume_figure(info: _HypervolumeInfo):

@@ -173,28 +173,34 @@ class ReportContext:
     # per-row columns, each built once per context (every view reads them; 10^5 rows)
 
     def _cached(self, key, make):
+        """Column `key`: `make(start)` gives its values for the rows from `start` on; a
+        column inherited from the previous context (`make_context(previous=)`) is extended."""
         cache = self.__dict__.setdefault("_columns", {})  # frozen dataclass: its __dict__ holds the cache
-        if key not in cache:
-            cache[key] = make()
-        return cache[key]
+        col = cache.get(key)
+        n = len(self.rows())
+        if col is None:
+            col = cache[key] = make(0)
+        elif len(col) < n:
+            col = cache[key] = col + make(len(col))
+        return col
 
     def values(self, name: str) -> list:
         """Per row (`rows` order): the drawn metric `name` when a finite number, else None."""
-        return self._cached(("v", name), lambda: [t.value(name) for _, t in self.rows()])
+        return self._cached(("v", name), lambda s: [t.value(name) for _, t in self.rows()[s:]])
 
     def rounded_values(self, name: str) -> list:
         """`values(name)` rounded as the page shows numbers (`style.rounded`)."""
         from nasmt.report.style import rounded_many
 
-        return self._cached(("r", name), lambda: rounded_many(self.values(name)))
+        return self._cached(("r", name), lambda s: rounded_many(self.values(name)[s:]))
 
     def front_flags(self) -> list[bool]:
         """Per row: on its run's Pareto front."""
-        return self._cached("front", lambda: [t.number in self.fronts[ri] for ri, t in self.rows()])
+        return self._cached("front", lambda s: [t.number in self.fronts[ri] for ri, t in self.rows()[s:]])
 
     def hashes(self) -> list[str]:
         """Per row: the architecture's spec hash ("" when none)."""
-        return self._cached("hash", lambda: [t.arch_hash for _, t in self.rows()])
+        return self._cached("hash", lambda s: [t.arch_hash for _, t in self.rows()[s:]])
 
     def reference_rows(self) -> list[tuple[int, int, BaselineRecord]]:
         """(g, run index, record) of every reference: the table rows after every trial's."""
@@ -208,10 +214,19 @@ class ReportContext:
         return f"{self.runs[ri].name} · {rec.name}" if several else rec.name
 
 
-def make_context(runs: list[RunData], objectives: list[Objective]) -> ReportContext:
+def make_context(runs: list[RunData], objectives: list[Objective], previous: ReportContext | None = None) -> ReportContext:
     """The page's context: every trial record as drawn (`as_drawn`), so that every view,
-    the fronts and the knee read the same numbers for the same trial."""
+    the fronts and the knee read the same numbers for the same trial.
+
+    `previous` (the live dashboard's last context): when its rows are the first rows of
+    this one (the same record objects: trials were only appended), its per-row metric
+    columns and hashes are extended instead of built again."""
     searched = [{t.number: t.metrics for t in r.trials if t.is_finalized} for r in runs]
     drawn = [replace(r, trials=[as_drawn(t) for t in r.trials]) for r in runs]
     fronts = [frozenset(front_numbers(r.trials, objectives)) for r in drawn]
-    return ReportContext(drawn, list(objectives), fronts, merged_task_names(runs), searched)
+    ctx = ReportContext(drawn, list(objectives), fronts, merged_task_names(runs), searched)
+    if previous is not None:
+        old, new = previous.rows(), ctx.rows()
+        if len(old) <= len(new) and all(a[1] is b[1] and a[0] == b[0] for a, b in zip(old, new)):
+            ctx.__dict__["_columns"] = {k: v for k, v in previous.__dict__.get("_columns", {}).items() if k != "front"}
+    return ctx

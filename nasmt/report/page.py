@@ -19,7 +19,8 @@ from nasmt.errors import UserError
 from nasmt.report.affinity import affinity_payload
 from nasmt.report.arch import get_arch_info
 from nasmt.report.genome import genome_figure, genome_note, get_genome_info
-from nasmt.report.hypervolume import NOTE as HV_NOTE, final_hypervolume, get_hypervolume_info, hypervolume_figure
+from nasmt.report.hypervolume import (NOTE as HV_NOTE, final_hypervolume, final_hypervolumes, get_hypervolume_info,
+                                     hypervolume_figure)
 from nasmt.report.importance import get_importance_info, importance_figure
 from nasmt.report.load import ReportContext, RunData, load_runs, make_context, resolve_objectives
 from nasmt.report.oneshot import CHECK_FILE as ONESHOT_CHECK_FILE, oneshot_check_figure
@@ -103,17 +104,15 @@ def _archs(ctx: ReportContext, selected: int | None = None) -> tuple[dict[str, d
     return out, note
 
 
-def build_payload(runs: list[RunData], objectives: list[Objective], mode: str = "report", version: str | None = None) -> dict:
-    """Everything the page shows, as JSON-ready data (figures as Plotly JSON).
-
-    `version` identifies the files the runs were read from (see `run_version`; pass the
-    value taken *before* reading so that a record appended meanwhile is noticed later)."""
-    ctx = make_context(runs, objectives)
+def slow_views(ctx: ReportContext) -> dict:
+    """The views the live dashboard refreshes in the background (`live.LiveData`): their
+    figures as Plotly JSON and their notes. The per-task, decisions, importance, sharing,
+    one-shot check and controllable views: seconds at 10^4 trials, none of them a trial's
+    position on the front."""
     hinfo = get_hypervolume_info(ctx)
     iinfo = get_importance_info(ctx)
     ginfo = get_genome_info(ctx, ranking=iinfo.params or None)
     figures = {
-        "pareto": pareto_figure(get_pareto_info(ctx)),
         "hypervolume": hypervolume_figure(hinfo),
         "tasks": task_matrix_figure(get_task_matrix_info(ctx)),
         "genome": genome_figure(ginfo),
@@ -128,6 +127,27 @@ def build_payload(runs: list[RunData], objectives: list[Objective], mode: str = 
     controllable = controllable_figure(ctx)  # None unless a run is one-shot (`nasmt export --controllable`)
     if controllable is not None:
         figures["controllable"] = controllable
+    return {"figures": {k: f.to_plotly_json() for k, f in figures.items()},
+            "hypervolumes": [final_hypervolume(h) for h in hinfo.runs],
+            "notes": {"importance": iinfo.message, "importance_evaluator": iinfo.evaluator,
+                      "genome": genome_note(ginfo, ranked=bool(iinfo.params))}}
+
+
+def build_payload(runs: list[RunData], objectives: list[Objective], mode: str = "report", version: str | None = None,
+                  slow: dict | None = None, context: ReportContext | None = None) -> dict:
+    """Everything the page shows, as JSON-ready data (figures as Plotly JSON).
+
+    `version` identifies the files the runs were read from (see `run_version`; pass the
+    value taken *before* reading so that a record appended meanwhile is noticed later).
+    The live dashboard passes `slow` (the `slow_views` to show instead of computing them)
+    and `context` (the runs' context, made with `make_context(..., previous=)`)."""
+    ctx = make_context(runs, objectives) if context is None else context
+    if slow is None:
+        slow = slow_views(ctx)
+        hypervolumes = slow["hypervolumes"]  # the hypervolume curve's last values
+    else:  # the slow views are older than these records: the current values, without the history
+        hypervolumes = final_hypervolumes(ctx)
+    figures = {"pareto": pareto_figure(get_pareto_info(ctx)).to_plotly_json(), **slow["figures"]}
     selected = default_selection(ctx)
     archs, archs_note = _archs(ctx, selected)
     return {
@@ -135,19 +155,17 @@ def build_payload(runs: list[RunData], objectives: list[Objective], mode: str = 
         "generated_at": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S"),
         "objectives": [o.to_json() | {"label": ctx.label(o.name)} for o in ctx.objectives],
         "pareto_dims": min(len(ctx.objectives), MAX_PARETO_DIMS),
-        "runs": [_run_meta(ctx, ri, final_hypervolume(h)) for ri, h in enumerate(hinfo.runs)],
+        "runs": [_run_meta(ctx, ri, hv) for ri, hv in enumerate(hypervolumes)],
         "table": table_data(get_table_info(ctx)),
         "archs": archs,
         "selected": selected,
         "notes": {
-            "importance": iinfo.message,
-            "importance_evaluator": iinfo.evaluator,
+            **slow["notes"],
             "hypervolume": HV_NOTE,
-            "genome": genome_note(ginfo, ranked=bool(iinfo.params)),
             "references": reference_notes(ctx),
             "archs": archs_note,
         },
-        "figures": {k: f.to_plotly_json() for k, f in figures.items()},
+        "figures": figures,
         "affinity": _affinities(runs),
         "version": version or run_version([r.path for r in runs]),
     }

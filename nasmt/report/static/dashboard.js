@@ -126,13 +126,14 @@
   window.addEventListener('scroll', scheduleVisible, { passive: true });
   window.addEventListener('resize', scheduleVisible);
   function drawAll() { LAZY.forEach(function (k) { if (pending[k]) drawFigure(k); }); }
-  function renderFigures() {
+  function renderFigures(changed) {  // changed: the figure keys a live delta brought (all when absent)
     document.body.dataset.allDrawn = '';
     $('sharing-card').hidden = !D.figures.sharing;  // runs that record no sharing family / balancing method have none
     $('oneshot-card').hidden = !D.figures.oneshot;  // only runs checked by `nasmt oneshot-check` have one
     $('controllable-card').hidden = !D.figures.controllable;  // only one-shot runs have one
-    LAZY.forEach(function (k) { pending[k] = true; });
-    drawFigure('pareto');
+    LAZY.forEach(function (k) { if (!changed || changed.indexOf(k) >= 0) pending[k] = true; });
+    if (!changed || changed.indexOf('pareto') >= 0) drawFigure('pareto');
+    if (!Object.keys(pending).length) document.body.dataset.allDrawn = D.version;
     setTimeout(drawVisible, 0);
   }
 
@@ -313,6 +314,7 @@
       out.push(g);
     }
     var c = C[T.sortKey], d = T.sortDir, type = D.table.columns[c].type;
+    if (type === 'num' || type === 'int' || type === 'bool') { T.order = numericOrder(out, c, d); return; }
     out.sort(function (a, b) {
       var va = rows[a][c], vb = rows[b][c];
       if (type === 'run') { va = D.runs[va].name; vb = D.runs[vb].name; }
@@ -323,6 +325,30 @@
       return a - b;
     });
     T.order = out;
+  }
+
+  // Numbers: the keys in a typed array, missing values last in row order, ties by row
+  // (the order the generic comparator gives, several times faster on 10^5 rows).
+  function numericOrder(idx, c, d) {
+    var rows = D.table.rows, keys = new Float64Array(idx.length), have = [], missing = [], sorted = true, prev = -Infinity;
+    for (var k = 0; k < idx.length; k++) {
+      var v = rows[idx[k]][c];
+      if (v === null || v === '' || v === undefined) { missing.push(idx[k]); continue; }
+      v = +v; keys[have.length] = v; have.push(have.length);
+      if (d * v < prev) sorted = false; else prev = d * v;
+    }
+    var present = new Int32Array(have.length);
+    var j = 0;
+    for (k = 0; k < idx.length; k++) { var u = rows[idx[k]][c]; if (!(u === null || u === '' || u === undefined)) present[j++] = idx[k]; }
+    if (!sorted) {
+      var pos = Int32Array.from(have);
+      pos.sort(function (a, b) { return (keys[a] - keys[b]) * d || present[a] - present[b]; });
+      var tmp = new Int32Array(pos.length);
+      for (k = 0; k < pos.length; k++) tmp[k] = present[pos[k]];
+      present = tmp;
+    }
+    var out = Array.prototype.slice.call(present);
+    return missing.length ? out.concat(missing) : out;
   }
 
   function renderHead() {
@@ -373,7 +399,7 @@
     }
     tbody.appendChild(frag);
     $('pager-text').textContent = n ? ('rows ' + fmt(start + 1) + '–' + fmt(end) + ' of ' + fmt(n)) : 'no matching trials';
-    $('prev').disabled = T.page === 0; $('next').disabled = T.page >= pages - 1;
+    $('prev').disabled = $('first').disabled = T.page === 0; $('next').disabled = $('last').disabled = T.page >= pages - 1;
   }
 
   function showRow(g, scroll) {
@@ -401,6 +427,8 @@
     $('status-filter').addEventListener('change', function (e) { T.status = e.target.value; T.page = 0; computeOrder(); renderBody(); });
     $('prev').addEventListener('click', function () { T.page--; renderBody(); });
     $('next').addEventListener('click', function () { T.page++; renderBody(); });
+    $('first').addEventListener('click', function () { T.page = 0; renderBody(); });
+    $('last').addEventListener('click', function () { T.page = Math.ceil(T.order.length / PAGE) - 1; renderBody(); });
     $('trial-table').tBodies[0].addEventListener('click', function (e) {
       var tr = e.target.closest('tr');
       if (tr && tr.dataset.g) select(parseInt(tr.dataset.g, 10), false);
@@ -432,14 +460,14 @@
   }
 
   // ------------------------------------------------------------------ render / live
-  function render(p) {
+  function render(p, changed) {
     var keep = sel;
     D = p; T.search = null;
     indexColumns();
     if (C[T.sortKey] === undefined) T.sortKey = 'number';
     renderHeader();
-    renderFigures();
-    renderAffinity();
+    renderFigures(changed);
+    if (!changed || changed.indexOf('affinity') >= 0) renderAffinity();
     computeOrder(); renderHead(); renderBody();
     renderRunInfo();
     var g = keep !== null && D.table.rows[keep] ? keep : D.selected;
@@ -448,8 +476,28 @@
     document.body.dataset.rows = String(D.table.rows.length);
   }
 
+  // A live poll's answer when it is a delta (nasmt/report/live.py): the rows appended since
+  // the version this page holds, the Pareto rows, the figures that changed, new architectures.
+  var SMALL = ['mode', 'generated_at', 'objectives', 'pareto_dims', 'runs', 'selected', 'notes', 'version'];
+  function applyDelta(p) {
+    var t = D.table;
+    if (p.base !== D.version || p.rows_from !== t.rows.length) { D.version = ''; return; }  // out of step: next poll gets all
+    for (var i = 0; i < p.rows.length; i++) { t.rows.push(p.rows[i]); t.drawn.push(p.drawn[i]); }
+    var fi = C.front, on = new Uint8Array(t.rows.length);
+    p.front_rows.forEach(function (g) { on[g] = 1; });
+    for (var g = 0; g < t.rows.length; g++) t.rows[g][fi] = on[g];
+    Object.keys(p.archs).forEach(function (h) { D.archs[h] = p.archs[h]; });
+    var changed = Object.keys(p.figures).concat(p.removed_figures);
+    p.removed_figures.forEach(function (k) { delete D.figures[k]; });
+    Object.keys(p.figures).forEach(function (k) { D.figures[k] = p.figures[k]; });
+    if (JSON.stringify(p.affinity) !== JSON.stringify(D.affinity)) { D.affinity = p.affinity; changed.push('affinity'); }
+    SMALL.forEach(function (k) { if (k in p) D[k] = p[k]; });
+    render(D, changed);
+    window.nasmtLastDelta = { rows: p.rows.length, figures: changed };
+  }
+
   function poll() {
-    fetch('api/data?v=' + encodeURIComponent(D.version), { cache: 'no-store' }).then(function (res) {
+    return fetch('api/data?delta=1&v=' + encodeURIComponent(D.version), { cache: 'no-store' }).then(function (res) {
       var live = $('live');
       live.classList.remove('stale');
       if (res.status === 204) return null;
@@ -457,7 +505,7 @@
       return res.json();
     }).then(function (p) {
       var now = new Date().toLocaleTimeString();
-      if (p) render(p);
+      if (p && p.delta) applyDelta(p); else if (p) render(p);
       $('live-text').textContent = 'live · ' + fmt(D.table.rows.length) + ' trials · checked ' + now;
     }).catch(function () {
       $('live').classList.add('stale'); $('live-text').textContent = 'server unreachable — retrying';
@@ -475,6 +523,6 @@
     window.nasmtReadyAt = performance.now();
     document.body.dataset.ready = '1';
   }
-  window.nasmt = { select: select, drawAll: drawAll };  // for tests and benchmarks/bench_report.py
+  window.nasmt = { select: select, drawAll: drawAll, poll: poll };  // for tests and benchmarks/bench_report.py
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start); else start();
 })();
