@@ -213,3 +213,31 @@ def test_periodic_and_catembed_match_their_formulas(fair):
         code = x[:, start : start + 6].argmax(1)
         want = table[code] + cat.embed[j].bias.detach().double().numpy()
         np.testing.assert_allclose(got[:, 2 * j : 2 * j + 2], want, rtol=1e-5, atol=1e-6)  # embeddings come first
+
+
+def test_size_bytes_equals_artifact_on_sampled_tabular_specs(fair, tmp_path):
+    """Random tabular.grammar specs as `nasmt sample` draws them (untrained, mixed
+    precisions, every sharing family): the QDQ artifact stores exactly size_bytes."""
+    import optuna
+
+    from nasmt import quant as Q
+    from nasmt.space.derive import derive
+    from nasmt.space.grammar import load_grammar
+
+    suite, data = fair
+    g = load_grammar(ROOT / "search_spaces" / "tabular.grammar")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+    calib = Q.calib_batch(data)[:16]
+    ops, fams = set(), set()
+    for i in range(6):
+        spec = derive(g, study.ask(), suite.tasks, data.input_shape, data.n_outputs, data.columns)
+        torch.manual_seed(i)
+        model = build(spec).eval()
+        p = tmp_path / f"m{i}.onnx"
+        Q.export_onnx(model, Q.group_paths(spec), calib, p)
+        assert Q.artifact_weight_bytes(p) == Q.size_bytes(model, spec), spec.describe()
+        ops |= {o.op for s in spec.stages for o in s.ops}
+        fams |= set(spec.sharing.split("+"))
+    assert {"plenc", "periodic", "catembed", "ensemble", "resblock"} <= ops, ops  # the draw covers the new ops
+    assert fams == {"hard", "mmoe", "ple", "tree"}, fams
