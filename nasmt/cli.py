@@ -35,8 +35,8 @@ def _add_search_args(p: argparse.ArgumentParser, quick: bool = False):
                    "(mean_error, params, flops, size_bytes, latency_ms, predicted_latency_ms, <task>.<metric>, <task>.error; "
                    "default %(default)s)")
     p.add_argument("--trials", type=int, default=12 if quick else 16, help="number of complete trials wanted (default %(default)s)")
-    p.add_argument("--sampler", default="random", choices=["random", "tpe", "nsga2", "evolution"],
-                   help="random, tpe, nsga2, evolution (default %(default)s: nothing beat it in benchmarks/bench_efficiency.py)")
+    p.add_argument("--sampler", default="auto", choices=["auto", "random", "tpe", "nsga2", "evolution"],
+                   help="auto, random, tpe, nsga2, evolution (default %(default)s: random below 100 trials, tpe from 100 on, --oneshot too; measured by benchmarks/bench_samplers.py)")
     p.add_argument("--epochs", type=float, default=3.0 if quick else 1.0, help="training budget per trial, in epochs (default %(default)s)")
     p.add_argument("--steps", type=int, default=None, help="training budget in optimizer steps (overrides --epochs)")
     p.add_argument("--batch-size", type=int, default=128, help="training batch size (default %(default)s)")

@@ -264,7 +264,7 @@ def _tuner(cfg, out: Path, grammar, suite, objectives, data, conc: int, done: in
                               n_outputs=dict(data.n_outputs), columns=tuple(data.columns))
     storage = tune_storage(cfg, out)
     session = 1 + sum(1 for p in _list_sessions(storage))
-    sampler = make_sampler(cfg.sampler, cfg.seed + RESUME_SEED_STRIDE * (session - 1), cfg.trials, cfg.max_bytes,
+    sampler = make_sampler(cfg.sampler_name, cfg.seed + RESUME_SEED_STRIDE * (session - 1), cfg.trials, cfg.max_bytes,
                            cfg.max_latency_ms)
     adapter = StudyAdapter(out, objectives, sampler, space)
     adapter.seed(*seeds)

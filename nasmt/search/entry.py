@@ -21,7 +21,7 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
     else:
         check_out_dir(out)
         done, failed = 0, 0
-    cfg = replace(cfg, out=str(out))
+    cfg = replace(cfg, out=str(out), sampler_used=cfg.sampler_name)  # auto resolved once, into run.json
     if cfg.oneshot:  # one supernet, inherited-weight candidates
         from nasmt.search.oneshot.driver import run_oneshot
 

@@ -149,7 +149,7 @@ def score_candidates(cfg: SearchConfig, out: Path, grammar, suite, objectives, d
 
     trials = read_trials(out)
     seed = cfg.seed + (RESUME_SEED_STRIDE + len(trials) if resume else 0)  # a resumed session: fresh proposals
-    sampler = make_sampler(cfg.sampler, seed, cfg.trials, cfg.max_bytes, cfg.max_latency_ms)
+    sampler = make_sampler(cfg.sampler_name, seed, cfg.trials, cfg.max_bytes, cfg.max_latency_ms)
     adapter = StudyAdapter(out, objectives, sampler, _space(grammar, suite, data))
     if resume:
         n = requeue_interrupted(adapter, trials)

@@ -1,6 +1,8 @@
 """The search's samplers (Optuna's home for them is `optuna/samplers/`): `make_sampler`
 turns `--sampler` into an Optuna sampler with the run's budgets as constraints;
-`evolution` is nasmt's own grammar-aware evolution sampler."""
+`evolution` is nasmt's own grammar-aware evolution sampler, `elite` the incremental
+elite it breeds from, `bounded` TPE and NSGA-II seeing a bounded part of the history
+(benchmarks/bench_samplers.py measures both against the unbounded ones)."""
 
 from __future__ import annotations
 
@@ -18,11 +20,13 @@ def population_size(trials: int) -> int:
     return max(4, min(50, trials // STARTUP_FRACTION))
 
 
-
-def make_sampler(name: str, seed: int, trials: int, max_bytes=None, max_latency_ms=None):
+def make_sampler(name: str, seed: int, trials: int, max_bytes=None, max_latency_ms=None, bounded: bool = True):
+    """`name`: a concrete sampler (resolve `auto` first: `SearchConfig.sampler_name`).
+    `bounded=False`: Optuna's TPE / NSGA-II on the whole history (for benchmarks)."""
     import optuna
 
     from nasmt.quant import constraints_func
+    from nasmt.search.samplers.bounded import BoundedNSGAIISampler, BoundedTPESampler
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     cons = None
@@ -31,12 +35,13 @@ def make_sampler(name: str, seed: int, trials: int, max_bytes=None, max_latency_
         # Optuna 5 deprecates constraints_func (in favour of Trial.set_constraint) but still honours it
         warnings.filterwarnings("ignore", message=".*constraints_func.*", category=FutureWarning)
     if name == "tpe":
-        return optuna.samplers.TPESampler(
+        return (BoundedTPESampler if bounded else optuna.samplers.TPESampler)(
             seed=seed, multivariate=True, group=True, constant_liar=True,
             n_startup_trials=max(4, min(10, trials // STARTUP_FRACTION)), constraints_func=cons,
         )
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size(trials), constraints_func=cons)
+        return (BoundedNSGAIISampler if bounded else optuna.samplers.NSGAIISampler)(
+            seed=seed, population_size=population_size(trials), constraints_func=cons)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "evolution":

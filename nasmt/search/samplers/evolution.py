@@ -13,7 +13,8 @@ How Optuna drives it, in call order:
   its given decisions. While fewer than `population_size` trials are complete, a trial is a
   fresh random draw (uniform `.alt` floats honour the PCFG weights). After that it is a
   child: parents come from the elite (the best `population_size` complete trials:
-  feasible first, then by non-dominated rank, then by crowding distance) by binary
+  feasible first, then by non-dominated rank, then by crowding distance; kept up to date
+  by `elite.EliteArchive` as trials complete, not re-ranked at every ask) by binary
   tournament, and a subtree is picked uniformly among the parent's distinct subtrees.
   The plan (operator, parent numbers, prefix) is stored in the trial's system attrs
   (`PLAN_ATTR`): a resumed study (new sampler, same journal) selects from the same
@@ -26,7 +27,7 @@ How Optuna drives it, in call order:
 
 Feasibility is recomputed, never stored: `constraints_func` (nasmt's budgets,
 `nasmt.quant.constraints_func`) is a pure function of a complete trial's user attrs, so
-ranking the elite calls it on each complete trial. Nothing here reads
+ranking the elite calls it once on each complete trial. Nothing here reads
 `FrozenTrial.constraints` or imports a private Optuna module; the one private access left
 is `study._storage` to keep the plan in the trial's system attrs, which is how Optuna's
 own samplers keep per-trial state (no public API writes a system attr from a sampler).
@@ -37,17 +38,21 @@ the same children.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+)
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from nasmt.run import crowding, nondominated_ranks
+from nasmt.search.samplers.elite import ConstraintsFunc, EliteArchive, violation
 
 PLAN_ATTR = "nasmt_evolution"  # trial system attr: {"op", "parents", "prefix"}
 RANDOM, MUTATION, CROSSOVER, ENQUEUED = "random", "mutation", "crossover", "enqueued"
@@ -95,19 +100,6 @@ def fits(distribution: BaseDistribution, value) -> bool:
     return False
 
 
-ConstraintsFunc = Callable[[FrozenTrial], Sequence[float]]
-
-
-def violation(trial: FrozenTrial, constraints_func: ConstraintsFunc | None) -> float:
-    """Total constraint violation of a trial (0: feasible), recomputed with
-    `constraints_func` (Optuna's convention: a value <= 0 is satisfied); no budgets: 0.
-    A NaN value (a cost that could not be compared) counts as infinitely violated."""
-    if constraints_func is None:
-        return 0.0
-    cons = [float(c) for c in constraints_func(trial)]
-    return math.inf if any(math.isnan(c) for c in cons) else sum(max(0.0, c) for c in cons)
-
-
 def ranked(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection],
            constraints_func: ConstraintsFunc | None = None) -> list[FrozenTrial]:
     """Complete trials best first: feasible before infeasible (infeasible by total
@@ -143,6 +135,7 @@ class EvolutionSampler(BaseSampler):
         self._rng = np.random.RandomState(seed)
         self._fresh = RandomSampler(seed=int(self._rng.randint(SEED_SPAN)))
         self._plans: dict[int, _Plan] = {}  # trial id -> plan, from before_trial to after_trial
+        self._archive: EliteArchive | None = None  # the elite, updated as trials complete (not re-ranked per ask)
 
     def reseed_rng(self) -> None:
         self._rng.seed()
@@ -155,13 +148,16 @@ class EvolutionSampler(BaseSampler):
         return {}
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if self._archive is None:
+            self._archive = EliteArchive(self.population_size, study.directions, self.constraints_func)
+        trials = study.get_trials(deepcopy=False)
+        self._archive.update(trials)
         record, plan = {"op": RANDOM, "parents": [], "prefix": None}, None
         if trial.system_attrs.get(FIXED_PARAMS_ATTR):  # enqueued: given decisions, any others drawn fresh
             record = {**record, "op": ENQUEUED}
-        elif len(complete) >= self.population_size:
-            elite = ranked(complete, study.directions, self.constraints_func)[: self.population_size]
-            record, plan = self._plan(elite, record)
+        elif self._archive.n_complete >= self.population_size:
+            # the first population_size trials of `ranked(complete trials)`, kept incrementally
+            record, plan = self._plan(self._archive.elite(trials), record)
         if plan is not None:
             self._plans[trial._trial_id] = plan
         # how Optuna's own samplers keep per-trial state in the study's storage
