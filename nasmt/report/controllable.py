@@ -9,7 +9,8 @@ every record holds; latency is measured at export), y = one task's preference we
 0 to 1 (the other tasks share the rest equally), colour = the candidate chosen; with more
 than two tasks a dropdown picks the task on the y axis. Judged on the records' validation
 errors (the export re-evaluates the fp32 network it ships, so a quantized candidate's
-numbers there may differ slightly). Drawn for the first one-shot run of the page."""
+numbers there may differ slightly). Drawn for the first one-shot run of the page. `_choices`
+answers a whole row of budgets at once, exactly as `select_candidate` would (tested)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ import json
 import math
 from typing import NamedTuple
 
+import numpy as np
+
 from nasmt.report.load import ReportContext
 from nasmt.report.style import esc, style
-from nasmt.run.controllable import SelectionError, select_candidate
+from nasmt.run.controllable import task_quality
 from nasmt.run.controllable_front import controllable_front, front_objectives
 
 # Written here, not imported (nasmt.search loads Ray and torch): tests check they equal
@@ -48,6 +51,19 @@ def _budgets(params: list[int]) -> list[float]:
     return [math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * i / (BUDGET_STEPS - 1)) for i in range(BUDGET_STEPS)]
 
 
+def _choices(cands: list[dict], pref: dict, budgets: list[float]) -> list[int]:
+    """select_candidate(cands, {"params": b}, pref) for every budget b at once (-1: nothing
+    fits): the same scores, tie order and budget test, the candidates ranked once."""
+    weighted = [t for t, w in pref.items() if w > 0]
+    quality = task_quality(cands, weighted)
+    total = sum(pref[t] for t in weighted)
+    scores = [sum(pref[t] * q[t] for t in weighted) / total for q in quality]
+    order = sorted(range(len(cands)), key=lambda i: (-round(scores[i], 12), 0.0, cands[i]["costs"]["params"]))
+    params = np.array([cands[i]["costs"]["params"] for i in order], dtype=float)
+    fits = params[None, :] <= np.asarray(budgets)[:, None] * (1 + 1e-12)
+    return [order[int(np.argmax(f))] if f.any() else -1 for f in fits]
+
+
 def get_controllable_info(ctx: ReportContext) -> _ControllableInfo | None:
     """The first one-shot run's selection map (pure; None when no run is one-shot or its
     front is empty)."""
@@ -74,12 +90,7 @@ def get_controllable_info(ctx: ReportContext) -> _ControllableInfo | None:
                 pref = {u: (w if u == t else (1 - w) / (len(tasks) - 1)) for u in tasks} if len(tasks) > 1 else {t: 1.0}
                 if not any(v > 0 for v in pref.values()):
                     pref = {t: 1.0}
-                row = []
-                for b in budgets:
-                    try:
-                        row.append(select_candidate(cands, {"params": b * (1 + 1e-12)}, pref, idents=tasks)[0])
-                    except SelectionError:  # below the cheapest (rounding at the low end)
-                        row.append(-1)
+                row = _choices(cands, pref, budgets)
                 rows.append(row)
             grid[t] = rows
         return _ControllableInfo(r.name, tasks, r.task_names, cands, budgets, weights, grid)

@@ -99,3 +99,29 @@ def test_thinning_keeps_the_cheapest_each_tasks_best_then_spread():
     four = [r.number for r in thin_front(front, objs, 4)]
     assert four[:3] == [0, 1, 2] and four[3] in (4, 5)  # then the point farthest from those three
     assert thin_front(front, objs, 7) == front and thin_front(front, objs, 1)[0].number == 2
+
+
+def test_the_reports_map_answers_as_select_candidate_does():
+    """nasmt/report/controllable.py ranks the candidates once per preference and answers a
+    row of budgets at once: on seeded random fronts (ties included), every answer is
+    select_candidate's (or -1 where it raises: nothing fits)."""
+    import random
+
+    from nasmt.report.controllable import _choices
+
+    rng = random.Random(5)
+    for _ in range(30):
+        n = rng.randint(1, 12)
+        cands = [{"id": i, "trial": i, "val_error": {"a": rng.choice([0.1, 0.2, 0.3, rng.random()]),
+                                                      "b": rng.choice([0.4, 0.6, rng.random()]),
+                                                      "c": rng.choice([0.5, 0.5, rng.random()])},
+                  "costs": {"params": rng.choice([100, 200, 300, rng.randint(50, 1000)])}} for i in range(n)]
+        pref = {"a": rng.choice([0.0, 0.3, 1.0]), "b": rng.random(), "c": rng.choice([0.0, 0.5])}
+        budgets = [rng.uniform(0, 1100) for _ in range(15)] + [100.0, 200.0]
+        want = []
+        for b in budgets:
+            try:
+                want.append(select_candidate(cands, {"params": b * (1 + 1e-12)}, pref)[0])
+            except SelectionError:
+                want.append(-1)
+        assert _choices(cands, pref, budgets) == want
