@@ -87,12 +87,17 @@ def test_the_folder_holds_the_fronts_weights_once(exported):
     assert f"nasmt export {run} --controllable --out {out}" in card
 
 
-def _standalone(run: Path, front: dict, data, folder: Path) -> None:
+def _standalone(run: Path, front: dict, data, folder: Path, cli_first: bool = False) -> None:
     """Each candidate's own export (model.py + weights + preprocessing, written by the
-    plain export's `_write_model` from the network it rebuilds for an inherited trial)."""
+    plain export's `_write_model` from the network it rebuilds for an inherited trial);
+    with `cli_first`, the first candidate's is a whole `nasmt export RUN --trial N`."""
     bank, _, _ = B.load_bank(run, data)
     recs = {r.number: r for r in read_trials(run)}
-    for c in front["candidates"]:
+    for k, c in enumerate(front["candidates"]):
+        if cli_first and k == 0:
+            assert main(["export", str(run), "--trial", str(c["trial"]), "--out", str(folder / f"c{c['id']}"),
+                         "--no-quantized", "--no-onnx"]) == 0
+            continue
         spec = ArchSpec.from_json(c["spec"])
         assert B.recalibration_of(recs[c["trial"]]) == RECAL
         model = B.inherited_model(bank, spec, data, B.recalibration_of(recs[c["trial"]]))
@@ -157,7 +162,7 @@ def test_every_selection_is_its_candidates_standalone_export_without_nasmt(expor
     cases = []
     for name in ("fair", "mm"):
         run, out, front, suite, data = exported(name)
-        _standalone(run, front, data, tmp_path / name)
+        _standalone(run, front, data, tmp_path / name, cli_first=name == "fair")
         np.save(tmp_path / f"{name}.npy", np.ascontiguousarray(data.x["val"][:256]))
         tasks = [t.ident for t in suite.tasks]
         cases.append({
