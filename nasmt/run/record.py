@@ -202,24 +202,23 @@ def trials_frame(run_dir: str | Path):
     import numpy as np
     import pandas as pd
 
-    recs = read_trials(run_dir)
-    cols = ["number", "status", "error", "interrupted", "recovered", "finished_at", "total_s", "arch_hash"]
-    if not recs:
-        return pd.DataFrame(columns=cols)
-    # column by column (a frame from 100,000 row dicts costs seconds); a metric a trial
-    # lacks is NaN, as pandas fills a list of row dicts, and metric columns come in the
-    # order a trial first records them
-    data = {
-        "number": [r.number for r in recs], "status": [r.status.value for r in recs], "error": [r.error for r in recs],
-        "interrupted": [r.interrupted for r in recs], "recovered": [r.recovered for r in recs],
-        "finished_at": [r.finished_at for r in recs], "total_s": [r.timings.get("total_s") for r in recs],
-        "arch_hash": [r.arch_hash for r in recs],
-    }
-    with no_gc():  # many small objects: the collector's passes would cost more than building them
+    with no_gc():  # 10^5 records: millions of live objects, which every collector pass would walk
+        recs = read_trials(run_dir)
+        cols = ["number", "status", "error", "interrupted", "recovered", "finished_at", "total_s", "arch_hash"]
+        if not recs:
+            return pd.DataFrame(columns=cols)
+        # column by column (a frame from 100,000 row dicts costs seconds); a metric a trial
+        # lacks is NaN, as pandas fills a list of row dicts, and metric columns come in the
+        # order a trial first records them
+        data = {
+            "number": [r.number for r in recs], "status": [r.status.value for r in recs], "error": [r.error for r in recs],
+            "interrupted": [r.interrupted for r in recs], "recovered": [r.recovered for r in recs],
+            "finished_at": [r.finished_at for r in recs], "total_s": [r.timings.get("total_s") for r in recs],
+            "arch_hash": [r.arch_hash for r in recs],
+        }
         names = dict.fromkeys(k for r in recs for k in r.metrics)
-        missing = np.nan
         for k in names:
-            data[f"metrics.{k}"] = [r.metrics.get(k, missing) for r in recs]
+            data[f"metrics.{k}"] = [r.metrics.get(k, np.nan) for r in recs]
         df = pd.DataFrame(data)
     return df.set_index("number", drop=False)
 
