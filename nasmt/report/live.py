@@ -18,6 +18,7 @@ a version it no longer has, or a change that is not an append, gets the whole pa
 
 from __future__ import annotations
 
+import base64
 import os
 import sys
 import threading
@@ -25,6 +26,8 @@ import time
 from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from nasmt.errors import UserError
 from nasmt.report.load import RunData, load_runs, make_context, resolve_objectives
@@ -125,7 +128,7 @@ class LiveData:
         self._slow_gen = 0
         self._slow_next = 0.0  # monotonic time before which no new background refresh starts
         self._slow_thread: threading.Thread | None = None
-        self._versions: OrderedDict[str, tuple[dict, bytes, dict[str, str]]] = OrderedDict()
+        self._versions: OrderedDict[str, list] = OrderedDict()  # version -> [payload, its JSON or None, figure JSON]
         self._version = None
         self._built_gen = 0
         self._other = None
@@ -165,8 +168,10 @@ class LiveData:
             self._ctx = ctx
             self._files, self._built_gen = files, self._slow_gen
             payload["version"] = f"{files}-{self._slow_gen}"
-            figs = {k: payload_json(v) for k, v in payload["figures"].items()}
-            self._versions[payload["version"]] = (payload, payload_json(payload).encode("utf-8"), figs)
+            prev = self._versions[self._version] if self._version in self._versions else None
+            figs = {k: prev[2][k] if prev is not None and prev[0]["figures"].get(k) is v else payload_json(v)
+                    for k, v in payload["figures"].items()}  # the slow views' JSON is made once
+            self._versions[payload["version"]] = [payload, None, figs]  # the whole JSON: made when asked for
             while len(self._versions) > KEEP_VERSIONS:
                 self._versions.popitem(last=False)
             self._version = payload["version"]
@@ -204,32 +209,82 @@ class LiveData:
                 self._update()
             except UserError as e:  # a run dir vanished or went bad mid-serve: keep the last good data
                 print(f"nasmt dashboard: {e}", file=sys.stderr, flush=True)
-            payload, body, _ = self._versions[self._version]
-            return self._version, body, payload
+            entry = self._versions[self._version]
+            if entry[1] is None:
+                entry[1] = payload_json(entry[0]).encode("utf-8")
+            return self._version, entry[1], entry[0]
 
     def since(self, version: str | None) -> tuple[int, bytes | None, str]:
         """A poll from a page holding `version`: (204, None) when it is current, else (200,
         the delta JSON when `version` is one of the last few and a delta can say it, else
         the whole payload's JSON). The third item says which: "none" / "delta" / "full"."""
-        now, body, payload = self.current()
-        if version == now:
-            return 204, None, "none"
         with self._lock:
-            old = self._versions.get(version or "")
-            figs = self._versions[now][2]
+            try:
+                self._update()
+            except UserError as e:  # keep the last good data (as `current`)
+                print(f"nasmt dashboard: {e}", file=sys.stderr, flush=True)
+            now = self._version
+            if version == now:
+                return 204, None, "none"
+            old, (payload, _, figs) = self._versions.get(version or ""), self._versions[now]
         if old is not None:
             delta = payload_delta(old[0], payload, old[2], figs)
             if delta is not None:
-                return 200, _delta_json(delta, figs), "delta"
-        return 200, body, "full"
+                return 200, _delta_json(delta, figs, old[0]["figures"]), "delta"
+        return 200, self.current()[1], "full"
 
 
-def _delta_json(delta: dict, figs: dict[str, str]) -> bytes:
-    """The delta as JSON, its figures spliced in as the JSON text already made for them."""
+def _delta_json(delta: dict, figs: dict[str, str], old_figures: dict) -> bytes:
+    """The delta as JSON: a changed figure as a patch of the old one when it can say it
+    (`figure_patch`: its points appended), else as the JSON text already made for it."""
     sent = delta.pop("figures")
+    patches = {k: pt for k in sent if k in old_figures
+               for pt in [figure_patch(old_figures[k], sent[k])] if pt is not None}
+    delta["figure_patches"] = patches
     text = payload_json(delta)
-    inner = ",".join(f"{payload_json(k)}:{figs[k]}" for k in sent)
+    inner = ",".join(f"{payload_json(k)}:{figs[k]}" for k in sent if k not in patches)
     return (text[:-1] + f',"figures":{{{inner}}}}}').encode("utf-8")
+
+
+APPENDABLE = ("x", "y", "z", "customdata", "text")  # trace arrays a patch may extend
+
+
+def _as_list(v):
+    """A trace array as a list (numpy arrays and Plotly's typed-array specs decoded)."""
+    if isinstance(v, dict) and "bdata" in v and "dtype" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        return (a.reshape(v["shape"]) if "shape" in v else a).tolist()
+    return v.tolist() if isinstance(v, np.ndarray) else v
+
+
+def figure_patch(old: dict, new: dict) -> dict | None:
+    """`new` as a patch of `old` (same layout, same traces in the same order): per trace
+    that changed, the values appended to its arrays (`extend`, when every other property
+    is equal and the old arrays are the new ones' first values) or the whole trace
+    (`replace`). None when the layout or the traces' kinds differ."""
+    od, nd = old.get("data", []), new.get("data", [])
+    if len(od) != len(nd) or payload_json(old.get("layout", {})) != payload_json(new.get("layout", {})):
+        return None
+    extend, replace_ = {}, {}
+    for i, (a, b) in enumerate(zip(od, nd)):
+        if a.get("type") != b.get("type"):
+            return None
+        rest_a = {k: v for k, v in a.items() if k not in APPENDABLE}
+        rest_b = {k: v for k, v in b.items() if k not in APPENDABLE}
+        tails, ok = {}, payload_json(rest_a) == payload_json(rest_b) and set(a) == set(b)
+        for k in APPENDABLE:
+            if not ok or k not in a:
+                continue
+            va, vb = _as_list(a[k]), _as_list(b[k])
+            if not isinstance(va, list) or not isinstance(vb, list) or len(va) > len(vb) or vb[:len(va)] != va:
+                ok = False
+            elif len(vb) > len(va):
+                tails[k] = vb[len(va):]
+        if not ok:
+            replace_[str(i)] = b
+        elif tails:
+            extend[str(i)] = tails
+    return {"extend": extend, "replace": replace_}
 
 
 def _stat_others(paths: list[Path]) -> str:

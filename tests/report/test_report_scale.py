@@ -149,3 +149,43 @@ def test_rounded_many_gives_what_rounded_gives():
     vals += [1, True, None, "x", 10**30]
     got, want = rounded_many(vals), [rounded(v) for v in vals]
     assert [(type(g), g) for g in got] == [(type(w), w) for w in want]
+
+
+def test_live_page_applies_a_delta_as_the_whole_payload_would_show_it(tmp_path, monkeypatch):
+    """Chromium on `nasmt dashboard`'s server: after three appended records, one poll (a
+    delta whose Pareto figure is a patch) leaves the page with the rows, front flags and
+    Pareto points of the whole payload. (The background refresh of the slow views is
+    held back, so that the page's version is the server's when they are compared.)"""
+    from nasmt.report.live import LiveData
+
+    monkeypatch.setattr(LiveData, "_refresh_slow_later", lambda self, files: None)
+    run = tmp_path / "syn"
+    synthetic_run(run, 300, seed=1)
+    d = chrome(tmp_path)
+    try:
+        with serving(run) as srv:
+            d.get(f"http://127.0.0.1:{srv.server_address[1]}/")
+            wait_js(d, "return document.body.dataset.ready === '1'", timeout=60)
+            synthetic_run(run, 3, seed=3, start=300)
+            d.set_script_timeout(60)
+            d.execute_async_script("const done = arguments[arguments.length - 1]; window.nasmt.poll().then(done);")
+            page = d.execute_script("""
+                const gd = document.getElementById('plot-pareto'), pts = [];
+                for (const t of gd.data) if (t.customdata) for (let i = 0; i < t.customdata.length; i++)
+                    pts.push([t.customdata[i][1], t.x[i], t.y[i], t.z[i]]);
+                const sf = document.getElementById('status-filter'); sf.value = 'front'; sf.dispatchEvent(new Event('change'));
+                return {delta: window.nasmtLastDelta, rows: document.body.dataset.rows, pts: pts,
+                        version: document.body.dataset.version,
+                        front_filter: document.getElementById('pager-text').textContent};""")
+            st, _, body = get(srv, "/api/data")
+            full = json.loads(body)
+    finally:
+        d.quit()
+    assert page["delta"]["rows"] == 3 and "pareto" in page["delta"]["figures"]
+    assert page["rows"] == "303" and page["version"] == full["version"]
+    want = sorted([cd[1], x, y, z] for t in full["figures"]["pareto"]["data"] if t.get("customdata")
+                  for cd, x, y, z in zip(t["customdata"], values(t["x"]), values(t["y"]), values(t["z"])))
+    assert sorted(page["pts"]) == want
+    fi = [c["key"] for c in full["table"]["columns"]].index("front")
+    k = sum(1 for r in full["table"]["rows"] if r[fi])
+    assert page["front_filter"] == f"rows 1–{k} of {k}"  # the rows' Pareto flags, as the page filters on them

@@ -478,6 +478,18 @@
 
   // A live poll's answer when it is a delta (nasmt/report/live.py): the rows appended since
   // the version this page holds, the Pareto rows, the figures that changed, new architectures.
+  var DTYPES = { f8: Float64Array, f4: Float32Array, i4: Int32Array, u4: Uint32Array, i2: Int16Array, u2: Uint16Array,
+    i1: Int8Array, u1: Uint8Array, u1c: Uint8ClampedArray };
+  function plainArray(v) {  // a trace array as a plain Array: Plotly's typed-array spec ({dtype, bdata}) decoded
+    if (Array.isArray(v)) return v;
+    if (ArrayBuffer.isView(v)) return Array.prototype.slice.call(v);
+    if (v && v.bdata !== undefined) {
+      var bin = atob(v.bdata), u8 = new Uint8Array(bin.length);
+      for (var i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
+      return Array.prototype.slice.call(new DTYPES[v.dtype](u8.buffer));
+    }
+    return [];
+  }
   var SMALL = ['mode', 'generated_at', 'objectives', 'pareto_dims', 'runs', 'selected', 'notes', 'version'];
   function applyDelta(p) {
     var t = D.table;
@@ -488,6 +500,18 @@
     for (var g = 0; g < t.rows.length; g++) t.rows[g][fi] = on[g];
     Object.keys(p.archs).forEach(function (h) { D.archs[h] = p.archs[h]; });
     var changed = Object.keys(p.figures).concat(p.removed_figures);
+    var patches = p.figure_patches || {};
+    Object.keys(patches).forEach(function (k) {  // a figure whose traces only grew: their new values appended
+      var f = D.figures[k], pt = patches[k], data = f.data.slice();
+      Object.keys(pt.replace).forEach(function (i) { data[+i] = pt.replace[i]; });
+      Object.keys(pt.extend).forEach(function (i) {
+        var t = Object.assign({}, data[+i]), e = pt.extend[i];
+        Object.keys(e).forEach(function (key) { t[key] = plainArray(t[key]).concat(e[key]); });
+        data[+i] = t;
+      });
+      D.figures[k] = { data: data, layout: f.layout };
+      changed.push(k);
+    });
     p.removed_figures.forEach(function (k) { delete D.figures[k]; });
     Object.keys(p.figures).forEach(function (k) { D.figures[k] = p.figures[k]; });
     if (JSON.stringify(p.affinity) !== JSON.stringify(D.affinity)) { D.affinity = p.affinity; changed.push('affinity'); }
