@@ -270,6 +270,7 @@ def search(a, sz: Sizes, dev, share: float, out: Path) -> dict:
            "--seed", str(SEARCH_SEED), "--out", str(out), "--quiet"]
     cmd += ["--steps", str(sz.search_steps)] if sz.search_steps else ["--epochs", f"{sz.epochs:g}"]
     cmd += ["--gpus-per-trial", f"{share:g}"] if dev.type == "cuda" else ["--cpus-per-trial", "1"]
+    cmd += ["--address", a.address] if a.address else []
     t0 = time.perf_counter()
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
@@ -369,6 +370,8 @@ def parse_args():
                     "the knob that sizes the run: three searches and a plain loop train at it)")
     ap.add_argument("--suite", default=str(ROOT / "tasks" / "multimnist.toml"))
     ap.add_argument("--space", default=str(ROOT / "search_spaces" / "conv.grammar"))
+    ap.add_argument("--address", default=None, help="the searches join this Ray cluster (HOST:PORT) instead of "
+                    "starting one each (their wall time then leaves out a cluster's start-up)")
     a = ap.parse_args()
     if a.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench_gpu: --device cuda, but torch sees no CUDA device (use --device cpu)")

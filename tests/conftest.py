@@ -121,34 +121,46 @@ def shared_ray():
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def session_procs(sid: int) -> list[tuple[int, str]]:
+    """Live (non-zombie) processes of session `sid` (a killed driver's or cluster's own
+    session, so everything listed was started by this test session)."""
+    procs = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{name}/stat").read_text()
+            cmd = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if int(fields[3]) == sid and fields[0] != "Z":
+            procs.append((int(name), cmd.strip()))
+    return procs
+
+
 def kill_session(p: subprocess.Popen) -> None:
     """SIGKILL `p`'s process group, then whatever else lives in its session (Ray's
-    workers put themselves in process groups of their own, but stay in the session)."""
+    workers put themselves in process groups of their own, but stay in the session);
+    fails if something of it survives 30 s of that."""
     try:
         os.killpg(p.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     p.wait(timeout=60)
-    for _ in range(100):
-        left = []
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                stat = Path(f"/proc/{name}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(")") + 2:].split()
-            if int(fields[3]) == p.pid and fields[0] != "Z":
-                left.append(int(name))
+    deadline = time.monotonic() + 30
+    while True:
+        left = session_procs(p.pid)
         if not left:
             return
-        for pid in left:
+        for pid, _ in left:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        time.sleep(0.1)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"processes of the killed session survive: {left}")
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 import math
 import operator
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+from conftest import _SHARED_RAY_ENV, SMALL_SUITE
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SCRIPT = ROOT / "benchmarks" / "bench_gpu.py"
@@ -28,10 +31,13 @@ def ratio_of(ratio: float, num: float, den: float) -> bool:
     return math.isclose(ratio, num / den, rel_tol=1e-2)  # the JSON rounds to 4 decimals
 
 
-def test_bench_gpu_cpu_smoke(tmp_path):
+def test_bench_gpu_cpu_smoke(tmp_path, shared_ray):
     out = tmp_path / "bench.json"
-    p = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--smoke", "--out", str(out)],
-                       capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False)
+    # the small MultiMNIST suite and the session's Ray cluster: every part runs, at toy cost
+    p = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--smoke", "--out", str(out),
+                        "--suite", str(SMALL_SUITE), *shared_ray],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
+                       env={**os.environ, **_SHARED_RAY_ENV})
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     res = json.loads(out.read_text())
     assert res["benchmark"] == "bench_gpu" and res["finished"] is True and res["smoke"] is True and res["timestamp"]

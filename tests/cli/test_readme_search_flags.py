@@ -44,13 +44,13 @@ def _complete(run: Path):
 
 
 @pytest.fixture(scope="module")
-def flags_run(tmp_path_factory) -> Path:
+def flags_run(tmp_path_factory, shared_ray) -> Path:
     out = tmp_path_factory.mktemp("flags") / "run"
     # one trial at a time: ASHA sees the trials in one fixed order, so which ones stop is
     # reproducible (seed 0 stops some at the first rung)
     nasmt("search", "--space", MLP, "--tasks", PEOPLE, "--objectives", "mean_error,income.auc:max,predicted_latency_ms,params:max",
           "--trials", TRIALS, "--epochs", EPOCHS, "--scheduler", "asha", "--min-epochs", MIN_EPOCHS, "--lr", LR,
-          "--batch-size", 256, "--max-concurrent", 1, "--sampler", "random", "--seed", 0, "--out", out, "--quiet")
+          "--batch-size", 256, "--max-concurrent", 1, "--sampler", "random", "--seed", 0, "--out", out, "--quiet", *shared_ray)
     return out
 
 
@@ -93,7 +93,7 @@ def test_asha_with_min_epochs_stops_trials_at_the_first_rung(flags_run):
 
 
 @pytest.fixture(scope="module")
-def enqueue_run(flags_run, tmp_path_factory):
+def enqueue_run(flags_run, tmp_path_factory, shared_ray):
     """A search that enqueues flags_run's last complete trial (its spec.json), keeps Ray
     Tune's files in --storage and trains the references (--baselines); then a crash loses
     its last trial's record and result, and `--resume` finishes it."""
@@ -104,7 +104,7 @@ def enqueue_run(flags_run, tmp_path_factory):
     storage, out = d / "tune-files", d / "run"
     nasmt("search", "--space", MLP, "--tasks", PEOPLE, "--trials", 2, "--steps", ENQUEUE_STEPS,
           "--seed", ENQUEUE_SEED, "--sampler", "random", "--out", out, "--enqueue", spec_file,
-          "--storage", storage, "--baselines", "--quiet")
+          "--storage", storage, "--baselines", "--quiet", *shared_ray)
     first = {"trials": read_trials(out), "storage": sorted(p.name for p in storage.iterdir()),
              "run_files": sorted(p.name for p in out.iterdir())}
     last = first["trials"][-1]

@@ -35,13 +35,13 @@ def _settings(d: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def rule_run(tmp_path_factory) -> Path:
+def rule_run(tmp_path_factory, shared_ray) -> Path:
     d = tmp_path_factory.mktemp("rule")
     grammar = d / "mlp_train.grammar"
     grammar.write_text(MLP.read_text() + TRAIN_RULE)
     out = d / "run"
     nasmt("search", "--space", grammar, "--tasks", PEOPLE, "--trials", 2, "--steps", 10, "--lr", RUN_LR,
-          "--final-epochs", FINAL_EPOCHS, "--sampler", "random", "--seed", 1, "--out", out, "--quiet")
+          "--final-epochs", FINAL_EPOCHS, "--sampler", "random", "--seed", 1, "--out", out, "--quiet", *shared_ray)
     return out
 
 

@@ -36,10 +36,10 @@ METRIC_ATOL = 1e-6  # arch.json's accuracy is a float32 mean in torch
 
 
 @pytest.fixture(scope="module")
-def people_run(tmp_path_factory) -> Path:
+def people_run(tmp_path_factory, shared_ray) -> Path:
     out = tmp_path_factory.mktemp("people") / "run"
     nasmt("search", "--space", ROOT / "search_spaces" / "mlp.grammar", "--tasks", PEOPLE,
-          "--objectives", "mean_error,params", "--trials", 2, "--epochs", 2, "--out", out, "--sampler", "random")
+          "--objectives", "mean_error,params", "--trials", 2, "--epochs", 2, "--out", out, "--sampler", "random", *shared_ray)
     return out
 
 

@@ -52,7 +52,7 @@ def genome_where(want, seed: int = 0) -> dict:
 
 
 @pytest.fixture(scope="module")
-def mtl_run(tmp_path_factory) -> Path:
+def mtl_run(tmp_path_factory, shared_ray) -> Path:
     d = tmp_path_factory.mktemp("mtl")
     wanted = {
         "mmoe": lambda s: s.sharing == "mmoe" and s.balance == "pcgrad",
@@ -66,7 +66,7 @@ def mtl_run(tmp_path_factory) -> Path:
         files.append(f)
     out = d / "run"
     nasmt("search", "--space", MTL, "--tasks", PEOPLE, "--objectives", "mean_error,params", "--trials", 5,
-          "--steps", 30, "--out", out, "--seed", 3, "--sampler", "random", "--enqueue", *files)
+          "--steps", 30, "--out", out, "--seed", 3, "--sampler", "random", *shared_ray, "--enqueue", *files)
     return out
 
 

@@ -25,11 +25,11 @@ def _dominates(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.all(a <= b) and np.any(a < b))
 
 
-def test_budgeted_quantized_search(tmp_path: Path):
+def test_budgeted_quantized_search(tmp_path: Path, shared_ray):
     out = tmp_path / "q"
     p = nasmt("search", "--space", CONV_SPACE, "--tasks", SMALL_SUITE,
               "--objectives", "mean_error,latency_ms,size_bytes", "--max-bytes", BUDGET,
-              "--trials", 5, "--steps", 20, "--out", out, "--seed", 3)
+              "--trials", 5, "--steps", 20, "--out", out, "--seed", 3, *shared_ray)
     assert "latency predictor vs measured" in p.stdout
     run = load_run(out)
     assert run["config"]["max_bytes"] == BUDGET

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from conftest import ROOT
+from conftest import ROOT, kill_session  # noqa: F401 (re-exported for the kill tests)
 
 
 def journal_study(run: Path):
@@ -49,47 +48,6 @@ def in_flight(run: Path) -> set[int]:
         return set()
     return {int(d.name) for d in (run / "trials").iterdir()
             if (d / "spec.json").exists() and not (d / "result.json").exists() and not (d / "error.json").exists()}
-
-
-def session_procs(sid: int) -> list[tuple[int, str]]:
-    """Live (non-zombie) processes of session `sid`: the killed driver's own session,
-    so everything listed was started by this test."""
-    procs = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{name}/stat").read_text()
-            cmd = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[3]) == sid and fields[0] != "Z":
-            procs.append((int(name), cmd.strip()))
-    return procs
-
-
-def kill_session(p: subprocess.Popen) -> None:
-    """SIGKILL the driver's process group, then any straggler of its session (Ray
-    workers put themselves in their own process group, but stay in the session)."""
-    try:
-        os.killpg(p.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    p.wait(timeout=30)
-    deadline = time.monotonic() + 30
-    while True:
-        left = session_procs(p.pid)
-        if not left:
-            return
-        for pid, _ in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"processes of the killed search survive: {left}")
-        time.sleep(0.2)
 
 
 def lock_holder(run: Path) -> int | None:

@@ -80,11 +80,11 @@ def test_prior_refuses_a_grammar_without_groups_and_a_foreign_suite(tmp_path):
         affinity_genomes(other, load_grammar(MTL), suite, data, 4, 0)
 
 
-def test_search_with_affinity_enqueues_the_prior_and_reports_the_heatmap(tmp_path):
+def test_search_with_affinity_enqueues_the_prior_and_reports_the_heatmap(tmp_path, shared_ray):
     folder = _affinity(tmp_path / "a", [[0.0, 0.8, -0.3], [0.8, 0.0, -0.3], [-0.3, -0.3, 0.0]])
     out = tmp_path / "run"
     nasmt("search", "--space", MTL, "--tasks", PEOPLE, "--trials", 2, "--steps", 10, "--out", out,
-          "--affinity", folder, "--quiet")
+          "--affinity", folder, "--quiet", *shared_ray)
     assert json.loads((out / AFFINITY_FILE).read_text()) == json.loads((folder / AFFINITY_FILE).read_text())
     first = next(r for r in read_trials(out) if r.number == 0)
     spec = ArchSpec.from_json(first.spec)

@@ -14,11 +14,11 @@ MLP = ROOT / "search_spaces" / "mlp.grammar"
 
 
 @pytest.fixture(scope="module")
-def mo_run(tmp_path_factory):
+def mo_run(tmp_path_factory, shared_ray):
     out = tmp_path_factory.mktemp("moasha") / "run"
     r = nasmt("search", "--space", MLP, "--tasks", PEOPLE, "--objectives", "mean_error,params", "--trials", 3,
               "--epochs", 3, "--scheduler", "mo-asha", "--reduction-factor", 4, "--final-epochs", 2,
-              "--sampler", "random", "--seed", 2, "--out", out)
+              "--sampler", "random", "--seed", 2, "--out", out, *shared_ray)
     return out, r.stdout
 
 

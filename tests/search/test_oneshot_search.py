@@ -1,7 +1,8 @@
 """`nasmt search --oneshot` end to end through the real CLI on people.toml with
 mtl.grammar (small budget): supernet, inherited candidates, the finished front, report,
 export and predict; and a SIGKILLed one-shot search that resumes without training its
-supernet from zero, scoring a candidate twice or losing one."""
+supernet from zero (from its last epoch, with AdamW's moments unless the kill fell between
+their file and the bank's), scoring a candidate twice or losing one."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import pytest
 from conftest import ROOT, nasmt
 from kill_helpers import journal_study, run_until, start
 from nasmt.run import TrialStatus, read_trials, trials_frame
-from nasmt.search.oneshot.bank import read_state
+from nasmt.search.oneshot.bank import read_state, supernet_dir
+from nasmt.search.oneshot.train import OPTIM_FILE, _optim_epoch
 from nasmt.search.oneshot.driver import REQUEUED_ATTR
 from nasmt.search.resume import INCOMPLETE_ATTR
 
@@ -32,9 +34,10 @@ def _search(out, *extra):
 
 
 @pytest.fixture(scope="module")
-def oneshot_run(tmp_path_factory):
+def oneshot_run(tmp_path_factory, shared_ray):
     out = tmp_path_factory.mktemp("oneshot") / "run"
-    p = nasmt(*_search(out, "--trials", 48, "--candidate-batch", 24, "--supernet-epochs", 2, "--final-epochs", 0.5))
+    p = nasmt(*_search(out, "--trials", 48, "--candidate-batch", 24, "--supernet-epochs", 2, "--final-epochs", 0.5,
+                       *shared_ray))
     return out, p.stdout
 
 
@@ -107,7 +110,11 @@ def test_a_killed_oneshot_search_resumes_without_repeating_work(tmp_path):
     # kill 1: the supernet has finished its first epoch (its checkpoint is on disk)
     p = start(args, tmp_path / "log1")
     run_until(p, out, lambda: (read_state(out) or {}).get("epochs_done", 0) >= 1, tmp_path / "log1")
-    epoch1 = read_state(out)["train"]["history"][0]
+    killed = read_state(out)
+    k, epoch1 = killed["epochs_done"], killed["train"]["history"][0]
+    # AdamW's moments are saved before the bank: the kill may fall between the two files
+    stamp = _optim_epoch((supernet_dir(out) / OPTIM_FILE).read_bytes())
+    assert stamp in (k, k + 1)
     # kill 2, in the resumed session: the supernet is done and some candidates are recorded
     p = start(["search", "--resume", out], tmp_path / "log2")
     run_until(p, out, lambda: _asked_not_recorded(out), tmp_path / "log2")
@@ -115,6 +122,10 @@ def test_a_killed_oneshot_search_resumes_without_repeating_work(tmp_path):
     assert state["epochs_done"] == 2
     assert state["train"]["history"][0] == epoch1  # epoch 1 was not trained again: resumed from its checkpoint
     assert [h["epoch"] for h in state["train"]["history"]] == [1, 2]
+    said = (tmp_path / "log2").read_text()
+    if k < 2:  # the resumed session trained the missing epoch only, from the moments saved with epoch k
+        assert f"supernet: resuming after epoch {k} of 2" in said, said[-3000:]
+        assert ("restarts its moments" in said) == (stamp != k), (stamp, k, said[-3000:])
     nasmt("search", "--resume", out)
     recs = read_trials(out)
     assert len({r.number for r in recs}) == len(recs)

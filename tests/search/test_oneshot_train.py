@@ -6,10 +6,6 @@ checkpoints written by the run's TrialSink, resumed per epoch; and the SimQ-NAS 
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
-import textwrap
-from dataclasses import asdict
 
 import pytest
 import ray
@@ -23,11 +19,10 @@ from nasmt.quant.simulation import simulate
 from nasmt.quant.supernet import QuantSuperNet
 from nasmt.search.oneshot.bank import (BANK_FILE, STATE_FILE, BankSettings, load_bank_bytes, new_bank, read_state,
                                        supernet_dir)
-from nasmt.search.oneshot.train import OPTIM_FILE, _optim_epoch, epoch_lr, train_phase
+from nasmt.search.oneshot.train import OPTIM_FILE, epoch_lr, train_phase
 from nasmt.space.grammar import load_grammar
 from nasmt.train.supernet import candidate_loss
 from conftest import ROOT
-from kill_helpers import run_until
 
 torch.set_num_threads(1)
 SETTINGS = BankSettings(n_samples=40, seed=0)  # a small sizing sample: fast banks
@@ -170,43 +165,3 @@ def test_two_cpu_workers_keep_one_bank(cluster, people, tmp_path):
     assert digests[0] == hashlib.sha256((supernet_dir(run) / BANK_FILE).read_bytes()).hexdigest()
     trained, init = _bank(people, run), _bank(people)
     assert any(not torch.equal(a, b) for a, b in zip(trained.state_dict().values(), init.state_dict().values()))
-
-
-def test_sigkilled_training_resumes_from_its_last_epoch(cluster, people, tmp_path):
-    """A driver training 1000 epochs (its own local cluster, its own session) is SIGKILLed
-    once an epoch's checkpoint is on disk (the kill point: state.json, never a clock); the
-    next call continues after the last recorded epoch k (its history kept, not restarted
-    from zero) and trains epoch k + 1 only; AdamW's moments are restored unless the kill
-    fell between the moments' file and the bank's (then it says so)."""
-    g, suite, _ = people
-    run = tmp_path / "run"
-    log = tmp_path / "driver.log"
-    script = tmp_path / "drive.py"
-    plain = {k: v for k, v in TRAIN.items() if k != "settings"}
-    script.write_text(textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {str(ROOT)!r})
-        import ray, torch
-        torch.set_num_threads(1)
-        from nasmt.data.suite import load_suite
-        from nasmt.search.oneshot.bank import BankSettings
-        from nasmt.search.oneshot.train import train_phase
-        from nasmt.space.grammar import load_grammar
-        ray.init(address="local", num_cpus=2, include_dashboard=False)
-        train_phase({str(run)!r}, load_grammar({str(ROOT / "search_spaces" / "mtl.grammar")!r}),
-                    load_suite({str(ROOT / "tasks" / "people.toml")!r}), epochs=1000,
-                    settings=BankSettings(**{asdict(SETTINGS)!r}), **{plain!r})
-    """))
-    p = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, start_new_session=True, stdout=open(log, "w"),
-                         stderr=subprocess.STDOUT)
-    run_until(p, run, lambda: (read_state(run) or {}).get("epochs_done", 0) >= 1, log)
-    before = read_state(run)
-    k = before["epochs_done"]
-    stamp = _optim_epoch((supernet_dir(run) / OPTIM_FILE).read_bytes())
-    assert stamp in (k, k + 1)
-    said: list = []
-    after = train_phase(run, g, suite, epochs=k + 1, say=said.append, **TRAIN)
-    assert any(f"resuming after epoch {k} " in s for s in said), said
-    assert after["epochs_done"] == k + 1 and after["train"]["history"][:k] == before["train"]["history"]
-    assert [e["epoch"] for e in after["train"]["history"]] == list(range(1, k + 2))
-    assert any("restarts its moments" in s for s in said) == (stamp != k), (stamp, k, said)
