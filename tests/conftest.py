@@ -173,6 +173,15 @@ def tiny_run(tmp_path_factory, shared_ray) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_finalized(tiny_run, tmp_path_factory) -> tuple[Path, str]:
+    """(a copy of tiny_run finalized by `nasmt finalize --epochs 0.2`, that command's
+    stdout): shared read-only; tests that change it copy it first."""
+    run = tmp_path_factory.mktemp("finalized") / "fin"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("ray"))
+    return run, nasmt("finalize", run, "--epochs", 0.2).stdout
+
+
 @pytest.fixture
 def run_copy(tiny_run, tmp_path) -> Path:
     dst = tmp_path / "run"

@@ -44,11 +44,11 @@ def _as_expected(t):
 
 
 @pytest.fixture(scope="module")
-def finalized(tiny_run, tmp_path_factory):
-    """(run dir, its records, the report page's payload, the page's path)."""
-    run = tmp_path_factory.mktemp("finalized") / "fin"
-    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("ray"))
-    nasmt("finalize", run, "--epochs", 0.2)
+def finalized(tiny_finalized, tmp_path_factory):
+    """(run dir, its records, the report page's payload, the page's path): a copy of the
+    session's finalized tiny run (conftest.tiny_finalized)."""
+    run = tmp_path_factory.mktemp("finalized-report") / "fin"
+    shutil.copytree(tiny_finalized[0], run)
     trials = read_trials(run)
     replace_records(run, [t.with_metrics(sharing=SHARING[i % 2], balance="equal") for i, t in enumerate(trials)])
     page = run / "r.html"

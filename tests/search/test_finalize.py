@@ -68,12 +68,14 @@ def test_export_pick_chooses_among_finalized_trials(mo_run, tmp_path):
     assert any((exported[k] != search_w[k]).any() for k in exported)
 
 
-def test_finalize_command_on_an_existing_run(run_copy):
-    r = nasmt("finalize", run_copy, "--epochs", 0.2)
-    done = [t for t in read_trials(run_copy) if t.is_finalized]
-    assert done and r.stdout.count("finalized") == len(done)
+def test_finalize_command_on_an_existing_run(tiny_finalized, run_copy):
+    run, stdout = tiny_finalized  # `nasmt finalize RUN --epochs 0.2` on a copy of tiny_run
+    done = [t for t in read_trials(run) if t.is_finalized]
+    assert done and stdout.count("finalized") == len(done)
+    before = (run_copy / "trials.jsonl").read_bytes()
     bad = nasmt("finalize", run_copy, "--epochs", 0, check=False)
     assert bad.returncode == 2 and "--epochs" in bad.stderr
+    assert (run_copy / "trials.jsonl").read_bytes() == before
 
 
 def test_report_shows_search_budget_and_final_side_by_side(mo_run):
