@@ -36,7 +36,7 @@ from nasmt.train.metrics import predict, tensors
 torch.set_num_threads(1)
 SPACE = ROOT / "search_spaces" / "tabular.grammar"
 ATOL = 1e-5  # probabilities and regression values (the evaluation path vs the CSV path)
-MAX_FLOPS = 1_200_000  # per example: quick to train and to evaluate on the whole test split
+MAX_FLOPS = 1_200_000  # per example: quick to train and to evaluate
 STEPS = 20  # brief (the test is about the export)
 N_ROWS = 600  # the first rows of the test split (all of it: 10,788 diamonds, 2,000 loans)
 # per suite: the numeric encoding its architecture must use, and whether catembed must be
@@ -83,8 +83,8 @@ def runs(tmp_path_factory, shared_ray) -> dict:
         (tmp / "spec.json").write_text(json.dumps(spec.to_json()))
         out[name] = (suite, data, spec, tmp / "run")
     with ThreadPoolExecutor(len(out)) as pool:
-        done = [pool.submit(nasmt, "search", "--space", SPACE, "--tasks", ROOT / "tasks" / f"{name}.toml", "--objectives", "mean_error,params",
-                            "--trials", 1, "--steps", STEPS, "--out", run, "--enqueue", run.parent / "spec.json",
+        done = [pool.submit(nasmt, "search", "--space", SPACE, "--tasks", ROOT / "tasks" / f"{name}.toml",
+                            "--objectives", "mean_error,params", "--trials", 1, "--steps", STEPS, "--out", run, "--enqueue", run.parent / "spec.json",
                             "--quiet", *shared_ray) for name, (_, _, _, run) in out.items()]
         for f in done:
             f.result()
