@@ -134,6 +134,10 @@ def _scheduler(opt, cfg: TrainConfig, total: int):
 
         return torch.optim.lr_scheduler.LambdaLR(opt, factor)
     pct = ONECYCLE_WARMUP if cfg.warmup is None else min(max(cfg.warmup, 1e-6), 0.99)
+    if total < 3:
+        return None  # one or two steps: no schedule to speak of
+    if abs(pct * total - 1) < 1e-9:  # torch's warm-up phase would end where it starts (0/0)
+        pct = 1.5 / total
     return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=pct)
 
 

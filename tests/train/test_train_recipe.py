@@ -18,7 +18,7 @@ from nasmt.space.derive import derive
 from nasmt.space.grammar import load_grammar
 from nasmt.space.spec import ArchSpec, BranchSpec, OpSpec, StageSpec
 from nasmt.train import TrainConfig, TrainHook, evaluate, train
-from nasmt.train.loop import plan_steps
+from nasmt.train.loop import _scheduler, plan_steps
 
 torch.set_num_threads(1)
 FAIR = ROOT / "tasks" / "fair.toml"
@@ -93,3 +93,19 @@ def test_train_rule_decisions_reach_the_train_config():
         assert ArchSpec.loads(spec.dumps()) == spec
         seen.add(tc.reg_loss)
     assert seen == {"mse", "l1", "huber", "match"}
+
+
+def test_every_schedule_runs_any_step_count():
+    """OneCycleLR divides by zero when its warm-up ends on step 0 (warm-up share x steps
+    == 1, e.g. 0.1 x 10: a loans trial with --steps 10 crashed so): every schedule and
+    warm-up runs every budget from 1 to 80 steps with finite rates."""
+    for schedule in ("onecycle", "cosine", "constant"):
+        for warmup in (None, 0.01, 0.05, 0.1, 0.25, 0.5, 0.99):
+            for total in range(1, 81):
+                opt = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1)
+                sched = _scheduler(opt, TrainConfig(lr=0.1, schedule=schedule, warmup=warmup), total)
+                for _ in range(total):
+                    opt.step()
+                    if sched is not None:
+                        sched.step()
+                assert math.isfinite(opt.param_groups[0]["lr"]), (schedule, warmup, total)
