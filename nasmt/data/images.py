@@ -31,12 +31,11 @@ import gzip
 import hashlib
 import importlib.util
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from nasmt.cache import cache_dir
+from nasmt.cache import cache_dir, write_cache_file
 from nasmt.data.splits import SPLITS
 from nasmt.errors import DataError
 
@@ -271,19 +270,7 @@ def load_composites(source: str, split_seed: int = 0, val_fraction: float = 0.1,
             pass
     arrs = generate(source, split_seed, val_fraction, where)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrs)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_cache_file(path, lambda f: np.savez(f, **arrs))
     except OSError:
         pass  # an unwritable cache only costs time
     return arrs

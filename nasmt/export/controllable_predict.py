@@ -4,14 +4,12 @@ then its predictions for raw rows written as CSV, as `nasmt predict` writes them
 
 from __future__ import annotations
 
-import csv
-import io
 import warnings
 from pathlib import Path
 
-from nasmt.data.encoding import InputError, UnseenCategoryWarning, prediction_table
+from nasmt.data.encoding import InputError, UnseenCategoryWarning
 from nasmt.errors import UserError
-from nasmt.run import atomic_write_text
+from nasmt.export.predict import write_predictions
 from nasmt.run.controllable import SelectionError
 
 FLAGS = {"budget": "--budget", "preference": "--preference", "tasks": "--tasks", "candidate": "--budget"}
@@ -57,12 +55,7 @@ def predict_controllable(folder: Path, rows: Path, out: Path, budget: dict | Non
         except InputError as e:
             raise UserError(str(e)) from None
     unseen = [str(w.message) for w in caught if issubclass(w.category, UnseenCategoryWarning)]
-    header, table = prediction_table(preds)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(table)
-    atomic_write_text(out, buf.getvalue())
+    write_predictions(out, preds)
     return chosen, unseen
 
 

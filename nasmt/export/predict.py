@@ -61,10 +61,15 @@ def predict_file(export: Path, rows: Path, out: Path, force: bool = False) -> li
     for w in caught:  # anything else is passed on
         if not issubclass(w.category, UnseenCategoryWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    write_predictions(out, preds)
+    return unseen
+
+
+def write_predictions(out: Path, preds: dict) -> None:
+    """Per-task predictions as one CSV (`prediction_table`'s columns), written atomically."""
     header, table = prediction_table(preds)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(table)
     atomic_write_text(out, buf.getvalue())
-    return unseen
