@@ -52,6 +52,7 @@ DATA_OPTIONS = {
     "val_fraction": float,  # tabular: share of rows held out for validation
     "test_fraction": float,  # tabular: share of rows held out for test
     "split_seed": int,  # seed that fixes the splits (default 0)
+    "stratify": str,  # tabular: a classification task's name; each split keeps its class shares
 }
 
 
@@ -200,6 +201,12 @@ def suite_from_dict(raw: dict, base_dir: Path, file: str = "<suite>") -> TaskSui
                 raise _err(
                     file, f"tasks[{i}].target", f"column {t.target!r} is also listed in data.features"
                 )
+    strat = data.options.get("stratify")
+    if strat is not None:
+        kinds = {t.name: t.kind for t in tasks}
+        if data.source in IMAGE_SOURCES or kinds.get(strat) not in ("binary", "multiclass"):
+            raise _err(file, "data.stratify", f"{strat!r} is not a binary or multiclass task of this tabular suite "
+                       f"(its classification tasks: {', '.join(n for n, k in kinds.items() if k != 'regression') or 'none'})")
     return TaskSuite(name=name, data=data, tasks=tuple(tasks), file=file)
 
 
@@ -247,7 +254,8 @@ def _parse_data(d, base_dir: Path, file: str) -> DataDef:
         if typ is float and isinstance(v, int) and not isinstance(v, bool):
             v = float(v)
         if not isinstance(v, typ) or isinstance(v, bool):
-            raise _err(file, f"data.{k}", f"must be {'an integer' if typ is int else 'a number'} (got {v!r})")
+            want = {int: "an integer", float: "a number", str: "a task name (string)"}[typ]
+            raise _err(file, f"data.{k}", f"must be {want} (got {v!r})")
         if typ is int and v < (0 if k == "split_seed" else 1):
             raise _err(file, f"data.{k}", f"must be positive (got {v})")
         if typ is float and not 0.0 < v < 1.0:

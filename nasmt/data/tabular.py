@@ -145,17 +145,44 @@ def _values(s: pd.Series) -> np.ndarray:
         return np.asarray(sorted(v.tolist(), key=str), dtype=object)
 
 
-def split_indices(n: int, opts: dict) -> dict[str, np.ndarray]:
+def split_indices(n: int, opts: dict, strata: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Row indices per split: a permutation by `split_seed` cut into test / val / train; with
+    `strata` (a class code per row: the `stratify` task's targets) every class is cut in the
+    same shares, the split sizes unchanged (largest remainders), each split in permutation order."""
     rng = np.random.default_rng(int(opts.get("split_seed", 0)))
     perm = rng.permutation(n)
     n_test = max(1, int(round(n * float(opts.get("test_fraction", 0.2)))))
     n_val = max(1, int(round(n * float(opts.get("val_fraction", 0.1)))))
+    if strata is not None:
+        perm = perm[_stratified_order(strata[perm], (n_test, n_val))]
     out = {"test": perm[:n_test], "val": perm[n_test : n_test + n_val], "train": perm[n_test + n_val :]}
     for s in ("train", "val", "test"):
         cap = opts.get(f"n_{s}")
         if cap is not None:
             out[s] = out[s][: int(cap)]
     return out
+
+
+def _stratified_order(codes: np.ndarray, sizes: tuple[int, ...]) -> np.ndarray:
+    """Positions 0..n-1 reordered so that consecutive blocks of `sizes` (then the rest) take
+    each class in its share of all rows (largest remainders, exact block sizes), keeping the
+    given order inside each class and each block."""
+    classes, counts = np.unique(codes, return_counts=True)
+    left = {c: list(np.flatnonzero(codes == c)) for c in classes}
+    blocks = []
+    for size in sizes:
+        exact = {c: size * k / len(codes) for c, k in zip(classes, counts)}
+        take = {c: min(int(e), len(left[c])) for c, e in exact.items()}
+        for c in sorted(classes, key=lambda c: int(exact[c]) - exact[c]):  # largest remainder first
+            if sum(take.values()) < size and take[c] < len(left[c]):
+                take[c] += 1
+        while sum(take.values()) < size:  # a class ran out: the largest leftover fills in
+            c = max(classes, key=lambda c: len(left[c]) - take[c])
+            take[c] += 1
+        blocks.append(sorted(i for c in classes for i in left[c][: take[c]]))
+        left = {c: v[take[c]:] for c, v in left.items()}
+    blocks.append(sorted(i for v in left.values() for i in v))
+    return np.asarray([i for b in blocks for i in b], dtype=np.int64)
 
 
 def load_tabular(suite: TaskSuite) -> PreparedData:
@@ -165,7 +192,9 @@ def load_tabular(suite: TaskSuite) -> PreparedData:
     feats, cats = _columns(suite, df, blocks, fname)
     df = _usable_rows(suite, df, fname)
     y_all, codings = _targets(suite, df)
-    idx = split_indices(len(df), suite.data.options)
+    strat = suite.data.options.get("stratify")
+    strata = next((y_all[t.ident] for t in suite.tasks if t.name == strat), None) if strat else None
+    idx = split_indices(len(df), suite.data.options, strata)
     if len(idx["train"]) < 1:
         raise DataError(
             f"{f}: data.path: {fname} has only {len(df)} usable rows; too few for train/val/test splits"

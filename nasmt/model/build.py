@@ -165,7 +165,7 @@ def _branch_units(b, s: Shape, members: int = 1) -> list[Unit]:
         s = Shape(s.c)
     out.append(Unit(path, f"linear(out={b.out})", "linear", [nn.Linear(s.c, b.out)], s))
     if members > 1:
-        out.append(Unit(path, f"mean(k={members})", "mean", [O.MemberMean(members)], Shape(b.out)))
+        out.append(Unit(path, f"mean(k={members})", "mean", [O.MemberMean(members, b.kind or "regression")], Shape(b.out)))
     return out
 
 

@@ -307,19 +307,29 @@ class Ensemble(nn.Module):
 
 
 class MemberMean(nn.Module):
-    """The end of an ensemble at a task's output: in evaluation the mean of its k members'
-    outputs (N*k, C) -> (N, C); in training every member's output is kept, so each member
-    is trained on its own loss (as TabM)."""
+    """The end of an ensemble at a task's output. In evaluation its k members' outputs
+    (N*k, C) become one per example (N, C), averaged as TabM averages predictions: a
+    multiclass task's output is log(mean of the members' softmax probabilities) (its
+    softmax is their mean), a binary task's the logit of the mean of their sigmoid
+    probabilities, a regression task's (`kind` "regression", also a spec without kinds)
+    the mean of the values. In training every member's output is kept, so each member is
+    trained on its own loss (as TabM)."""
 
-    def __init__(self, k: int):
+    def __init__(self, k: int, kind: str = "regression"):
         super().__init__()
-        self.args = (k,)
-        self.k = k
+        self.args = (k, kind)
+        self.k, self.kind = k, kind
 
     def forward(self, x):
         if self.training:
             return x
-        return x.reshape(-1, self.k, x.shape[-1]).mean(dim=1)
+        x = x.reshape(-1, self.k, x.shape[-1])
+        if self.kind == "multiclass":
+            return torch.logsumexp(torch.log_softmax(x, dim=-1), dim=1) - torch.log(x.new_tensor(float(self.k)))
+        if self.kind == "binary":  # logit(mean p) = log(mean p) - log(mean (1 - p)), stably
+            ls = nn.functional.logsigmoid
+            return torch.logsumexp(ls(x), dim=1) - torch.logsumexp(ls(-x), dim=1)
+        return x.mean(dim=1)
 
 
 TABULAR_OPS = (ResBlock, Periodic, PiecewiseLinear, CatEmbed, Ensemble, MemberMean)  # constructed from .args

@@ -198,8 +198,11 @@ def derive(grammar: Grammar, trial, tasks, input_shape: tuple[int, ...], n_outpu
     used = max(b[1] for b in branches)
     stage_specs = tuple(StageSpec(tuple(stages[i]), w.precision(f"quant.stage{i + 1}")) for i in range(used))
     group_specs = tuple(GroupSpec(label, tap, layers, w.precision(f"quant.group.{label}")) for label, tap, layers in groups)
+    ens = any(o.op == "ensemble" for st in stage_specs for o in st.ops)  # its members average by task kind
+    kinds = {getattr(t, "ident", t): getattr(t, "kind", None) for t in tasks} if ens else {}
     branch_specs = tuple(
-        BranchSpec(ident, tap, layers, head, int(n_outputs[ident]), w.precision(f"quant.{ident}"), group)
+        BranchSpec(ident, tap, layers, head, int(n_outputs[ident]), w.precision(f"quant.{ident}"), group,
+                   kind=kinds.get(ident))
         for ident, tap, layers, head, group in branches
     )
     train = _train(w)  # before the genome is read off the recorder

@@ -70,6 +70,8 @@ class BranchSpec:
     out: int = 1  # output units (from the task)
     precision: Precision = Precision()
     group: str | None = None  # the task group whose output the branch reads instead of stage `tap`
+    kind: str | None = None  # the task's kind, recorded only where an ensemble's members end at this branch
+    # (nasmt.model.ops.MemberMean averages probabilities of classification tasks); None: the mean of outputs
 
     def to_json(self) -> dict:
         d = {
@@ -82,6 +84,8 @@ class BranchSpec:
         }
         if self.group is not None:  # absent for a plain branch: older specs keep their hash
             d["group"] = self.group
+        if self.kind is not None:  # likewise absent without an ensemble
+            d["kind"] = self.kind
         return d
 
     @staticmethod
@@ -94,6 +98,7 @@ class BranchSpec:
             out=int(d["out"]),
             precision=Precision(**d.get("precision", {})),
             group=d.get("group"),
+            kind=d.get("kind"),
         )
 
 

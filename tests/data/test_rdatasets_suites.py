@@ -74,7 +74,7 @@ def test_loans_loads_with_its_tasks(loans):
     suite, data = loans
     raw = _raw("openintro", "loans_full_schema")
     assert data.meta["n_rows"] == 10000
-    assert {s: data.n(s) for s in SPLITS} == {"train": 7000, "val": 1000, "test": 2000}
+    assert {s: data.n(s) for s in SPLITS} == {"train": 6500, "val": 1500, "test": 2000}  # val 15%, stratified
     assert [(t.ident, t.kind, t.metric) for t in suite.tasks] == [
         ("interest_rate", "regression", "mae"), ("grade", "multiclass", "accuracy"), ("paid_off", "binary", "auc")]
     assert data.n_outputs == {"interest_rate": 1, "grade": 7, "paid_off": 1}
