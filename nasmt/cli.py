@@ -79,8 +79,8 @@ def _add_search_args(p: argparse.ArgumentParser, quick: bool = False):
                    "inherited weights (thousands per training), then finish the front with --final-epochs")
     p.add_argument("--supernet-epochs", type=int, default=4,
                    help="--oneshot: epochs of sandwich-rule supernet training (default %(default)s)")
-    p.add_argument("--supernet-workers", type=int, default=1,
-                   help="--oneshot: Ray Train workers training the supernet data-parallel (default %(default)s)")
+    p.add_argument("--supernet-workers", type=int, default=1, help="--oneshot: Ray Train workers training the supernet data-parallel (default %(default)s)")
+    p.add_argument("--supernet-distill", type=float, default=0.0, help="--oneshot: in-place distillation a in [0, 1]: the smaller candidates of a step learn from (1 - a) x labels + a x the largest one's predictions (default %(default)s)")
     p.add_argument("--supernet-random", type=int, default=2,
                    help="--oneshot: random candidates per training step besides the largest and smallest "
                    "(default %(default)s)")
@@ -109,7 +109,7 @@ def _search_config(a):
         qat_steps=a.qat_steps, measure_latency=a.measure_latency, storage=a.storage,
         enqueue=tuple(a.enqueue), warm_start=tuple(a.warm_start), affinity=a.affinity,
         oneshot=a.oneshot, supernet_epochs=a.supernet_epochs, supernet_workers=a.supernet_workers,
-        supernet_random=a.supernet_random, candidate_batch=a.candidate_batch, finish=a.finish,
+        supernet_random=a.supernet_random, candidate_batch=a.candidate_batch, finish=a.finish, supernet_distill=a.supernet_distill,
     )
 
 
@@ -230,7 +230,7 @@ def cmd_finalize(a):
 def cmd_oneshot_check(a):
     from nasmt.search.oneshot.check import check_run, summary
 
-    print(summary(Path(a.run), check_run(Path(a.run), a.n, epochs=a.epochs, seed=a.seed, say=lambda m: None)))
+    print(summary(Path(a.run), check_run(Path(a.run), a.n, epochs=a.epochs, seed=a.seed, say=lambda m: None, repeats=a.repeats)))
 
 
 def cmd_affinity(a):
@@ -312,12 +312,12 @@ def _add_search_parsers(sub) -> None:
     f.add_argument("run", help="run directory written by `nasmt search`")
     f.add_argument("--epochs", type=float, required=True, help="training budget of each retrained trial, in epochs")
     f.set_defaults(fn=cmd_finalize)
-    oc = sub.add_parser("oneshot-check", help="train random candidates of a one-shot run from scratch: does inheritance "
-                        "rank them right? (Kendall tau, Spearman rho; writes RUN/oneshot_check.json)")
+    oc = sub.add_parser("oneshot-check", help="train random candidates of a one-shot run from scratch: does inheritance rank them right? (Kendall tau, Spearman rho; writes RUN/oneshot_check.json)")
     oc.add_argument("run", help="run directory written by `nasmt search --oneshot`")
     oc.add_argument("--n", type=int, default=30, help="candidates to train (default %(default)s)")
     oc.add_argument("--epochs", type=float, default=None, help="budget of each in epochs (default: the run's per-trial epochs / steps)")
     oc.add_argument("--seed", type=int, default=0, help="seed of the draw of candidates (default %(default)s)")
+    oc.add_argument("--repeats", type=int, default=1, help="from-scratch trainings per candidate (seeds apart); 2 or more also reports the noise ceiling: tau between two from-scratch trainings (default %(default)s)")
     oc.set_defaults(fn=cmd_oneshot_check)
 
 

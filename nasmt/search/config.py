@@ -60,6 +60,7 @@ class SearchConfig:
     supernet_epochs: int = 4  # sandwich-rule training of the supernet, in epochs over the train split
     supernet_workers: int = 1  # Ray Train workers (data-parallel) training the supernet
     supernet_random: int = 2  # random candidates per step besides the largest and the smallest
+    supernet_distill: float = 0.0  # in-place distillation weight of the smaller candidates (nasmt.train.supernet)
     candidate_batch: int = 64  # candidates asked and scored per round (Ray tasks)
     finish: str = "finetune"  # phase 3: fine-tune the front from inherited weights, or train it from scratch
     sampler_used: str | None = None  # what --sampler resolved to (run_search records it in run.json)
@@ -154,6 +155,8 @@ def check_oneshot_config(cfg: SearchConfig) -> None:
     _positive(cfg.supernet_workers, "--supernet-workers", at_least_one=True)
     if cfg.supernet_random < 0:
         raise UserError(f"--supernet-random: must be 0 or more (got {cfg.supernet_random})")
+    if not 0.0 <= cfg.supernet_distill <= 1.0:  # NaN too
+        raise UserError(f"--supernet-distill: must be between 0 and 1 (got {cfg.supernet_distill})")
     _positive(cfg.candidate_batch, "--candidate-batch", at_least_one=True)
     if cfg.finish not in FINISHES:
         raise UserError(f"--finish: unknown finish {cfg.finish!r} (choose {', '.join(FINISHES)})")

@@ -179,6 +179,52 @@ def test_check_through_the_cli(oneshot_run):
     assert f"{out['kendall_tau']:.3f}" in p.stdout and f"{out['spearman_rho']:.3f}" in p.stdout
 
 
+def test_repeats_report_the_noise_ceiling_of_two_real_trainings(oneshot_run, tmp_path):
+    """--repeats 2: each candidate trained twice, first with its trial seed (the pair's
+    `scratch`, as without --repeats), then with that seed + REPEAT_SEED_STEP (recomputed
+    here for each candidate); the noise ceiling is the correlation of the two trainings'
+    values, and the printed line says it."""
+    from nasmt.search.oneshot.check import REPEAT_SEED_STEP
+
+    run = _copy(oneshot_run, tmp_path)
+    p = nasmt("oneshot-check", run, "--n", 4, "--seed", 3, "--repeats", 2, env=ONE_THREAD)
+    out = json.loads((run / CHECK_FILE).read_text())
+    cfg = json.loads((run / RUN_FILE).read_text())["config"]
+    suite = load_suite(PEOPLE)
+    data = load_data_cached(suite)
+    ctx = TrialContext.from_config(SearchConfig(space=str(MTL), tasks=str(PEOPLE), out=str(run)), load_grammar(MTL),
+                                   suite, parse_objectives("mean_error,params", suite))
+    recs = {r.number: r for r in read_trials(run)}
+    for q in out["pairs"]:
+        assert len(q["scratch_repeats"]) == 2 and q["scratch_repeats"][0] == q["scratch"]
+        spec = ArchSpec.from_json(recs[q["number"]].spec)
+        seed = RUN_SEED * SEED_STRIDE + q["number"] + REPEAT_SEED_STEP
+        torch.manual_seed(seed)
+        model = build(spec)
+        rule = {"lr": cfg["lr"]} | spec.train_overrides()
+        train(model, suite, data, TrainConfig(steps=STEPS_PER_TRIAL, batch_size=cfg["batch_size"], seed=seed, **rule))
+        assert q["scratch_repeats"][1] == pytest.approx(deployed_metrics(model, spec, ctx, data)["mean_error"], abs=1e-9)
+    a, b = [q["scratch_repeats"][0] for q in out["pairs"]], [q["scratch_repeats"][1] for q in out["pairs"]]
+    assert a != b  # two seeds, two trainings
+    nc = out["noise_ceiling"]
+    assert nc["repeats"] == 2 and nc["kendall_tau"] == pytest.approx(_tau_b(a, b), abs=1e-12)
+    assert nc["spearman_rho"] == pytest.approx(_rho(a, b), abs=1e-12)
+    assert "noise ceiling" in p.stdout and f"{nc['kendall_tau']:.3f}" in p.stdout
+    # the inherited side is as without --repeats: against the first training
+    x = [q["inherited"] for q in out["pairs"]]
+    assert out["kendall_tau"] == pytest.approx(_tau_b(x, a), abs=1e-12)
+
+
+def test_noise_ceiling_is_the_mean_over_pairs_of_repeats():
+    from nasmt.search.oneshot.check import noise_ceiling
+
+    vals = [[0.1, 0.3, 0.2], [0.2, 0.1, 0.4], [0.3, 0.2, 0.1], [0.4, 0.4, 0.3]]
+    cols = list(zip(*vals))
+    want = np.mean([_tau_b(cols[r], cols[s]) for r, s in ((0, 1), (0, 2), (1, 2))])
+    assert noise_ceiling(vals)["kendall_tau"] == pytest.approx(want, abs=1e-12)
+    assert noise_ceiling(vals)["repeats"] == 3
+
+
 def test_epochs_flag_and_seed_choose_the_budget_and_the_draw(oneshot_run, tmp_path):
     """--epochs replaces the run's steps budget; the draw is the seeded sample of the complete
     inherited candidates (every one of them with --n equal to their count)."""
@@ -200,6 +246,7 @@ def _bad(run: Path, *args) -> str:
 def test_bad_inputs_one_line_exit_2_nothing_written(oneshot_run, tmp_path):
     run = _copy(oneshot_run, tmp_path)
     assert "--n" in _bad(run, "--n", 1)
+    assert "--repeats: must be at least 1 (got 0)" in _bad(run, "--repeats", 0)
     assert f"has {N_INHERITED} complete candidates with inherited weights" in _bad(run, "--n", N_INHERITED + 1)
     # not one-shot: inherited records but no supernet ...
     no_bank = tmp_path / "no-bank"

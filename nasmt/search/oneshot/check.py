@@ -11,8 +11,17 @@ Kendall's tau-b and Spearman's rho between the inherited and the from-scratch va
 
     {"n", "epochs", "steps", "seed", "metric": "mean_error",
      "pairs": [{"number", "inherited", "scratch"}], "kendall_tau", "spearman_rho", "seconds"}
+    (+ "noise_ceiling" with --repeats >= 2, below)
 
 (`steps` is None for an epoch budget; a correlation is None when one side is constant).
+
+`--repeats R` (R >= 2) trains every candidate R times, the first with its trial's seed (the
+pairs' `scratch`, as with R = 1) and the others with seeds REPEAT_SEED_STEP apart; each pair
+then also holds `scratch_repeats` (the R values) and the output a `noise_ceiling`:
+{"repeats", "kendall_tau", "spearman_rho"}, the mean over pairs of repeats of the
+correlation between two from-scratch trainings of the same candidates. That is how well
+the from-scratch side ranks itself at this budget: inheritance cannot be expected to
+rank better than it (a low ceiling means the budget is too short to rank candidates).
 The trainings run one after another in this process (no Ray: a check is a few minutes of
 small networks, and the numbers do not depend on a cluster). The report draws the pairs as
 a scatter (`nasmt.report.oneshot`). The command line is in nasmt/cli.py (`check_run`, then
@@ -26,6 +35,7 @@ from pathlib import Path
 
 CHECK_FILE = "oneshot_check.json"
 METRIC = "mean_error"
+REPEAT_SEED_STEP = 7919  # seed offset of repeat r: trial seed + r * REPEAT_SEED_STEP
 
 
 # -- rank correlations ------------------------------------------------------------------------
@@ -101,7 +111,8 @@ def candidates(run_dir: Path) -> list:
     return out
 
 
-def check_run(run_dir: str | Path, n: int, epochs: float | None = None, seed: int = 0, say=print) -> dict:
+def check_run(run_dir: str | Path, n: int, epochs: float | None = None, seed: int = 0, say=print,
+              repeats: int = 1) -> dict:
     """Run the check (module docstring) and write RUN/oneshot_check.json; returns its content.
     Bad inputs raise UserError (one line) before anything is trained or written."""
     import random
@@ -119,6 +130,8 @@ def check_run(run_dir: str | Path, n: int, epochs: float | None = None, seed: in
         raise UserError(f"--n: at least 2 candidates are needed for a rank correlation (got {n})")
     if epochs is not None and not epochs > 0:
         raise UserError(f"--epochs: must be positive (got {epochs})")
+    if repeats < 1:
+        raise UserError(f"--repeats: must be at least 1 (got {repeats})")
     run = load_run(run_dir)  # one line when it is not a run directory
     pool = candidates(run_dir)
     if n > len(pool):
@@ -134,15 +147,40 @@ def check_run(run_dir: str | Path, n: int, epochs: float | None = None, seed: in
     for k, rec in enumerate(picked, start=1):
         spec = ArchSpec.from_json(rec.spec)
         trial_seed = int(cfg.get("seed", 0)) * SEED_STRIDE + rec.number  # the seed trial `number` trains with
-        _, val, _, _ = train_spec(spec, cfg, suite, data, trial_seed, budget_epochs, budget_steps)
-        pairs.append({"number": rec.number, "inherited": float(rec.metrics[METRIC]), "scratch": float(val[METRIC])})
+        got = [float(train_spec(spec, cfg, suite, data, trial_seed + r * REPEAT_SEED_STEP, budget_epochs,
+                                budget_steps)[1][METRIC]) for r in range(repeats)]
+        pairs.append({"number": rec.number, "inherited": float(rec.metrics[METRIC]), "scratch": got[0]})
+        if repeats > 1:
+            pairs[-1]["scratch_repeats"] = got
         say(f"  {k}/{n}: trial {rec.number}: inherited {pairs[-1]['inherited']:.4f}, "
             f"from scratch {pairs[-1]['scratch']:.4f}")
     x, y = [p["inherited"] for p in pairs], [p["scratch"] for p in pairs]
     out = {"n": n, "epochs": budget_epochs, "steps": budget_steps, "seed": seed, "metric": METRIC, "pairs": pairs,
            "kendall_tau": kendall_tau(x, y), "spearman_rho": spearman_rho(x, y), "seconds": time.time() - t0}
+    if repeats > 1:
+        out["noise_ceiling"] = noise_ceiling([p["scratch_repeats"] for p in pairs])
     atomic_write_json(run_dir / CHECK_FILE, out)
     return out
+
+
+def noise_ceiling(values: list[list[float]]) -> dict:
+    """values[i][r]: candidate i's r-th from-scratch training. The mean over pairs of
+    repeats (r < s) of Kendall's tau-b / Spearman's rho between trainings r and s (pairs
+    where a side is constant left out; None when every pair is)."""
+    from itertools import combinations
+
+    reps = len(values[0])
+    taus, rhos = [], []
+    for r, s in combinations(range(reps), 2):
+        a, b = [v[r] for v in values], [v[s] for v in values]
+        taus.append(kendall_tau(a, b))
+        rhos.append(spearman_rho(a, b))
+
+    def mean(xs):
+        xs = [x for x in xs if x is not None]
+        return sum(xs) / len(xs) if xs else None
+
+    return {"repeats": reps, "kendall_tau": mean(taus), "spearman_rho": mean(rhos)}
 
 
 def summary(run_dir: Path, out: dict) -> str:
@@ -151,6 +189,9 @@ def summary(run_dir: Path, out: dict) -> str:
         return "undefined" if v is None else f"{v:.3f}"
 
     budget = f"{out['steps']} steps" if out["steps"] is not None else f"{out['epochs']:g} epochs"
+    nc = out.get("noise_ceiling")
+    ceiling = (f"; noise ceiling (from scratch vs from scratch, {nc['repeats']} seeds): Kendall tau "
+               f"{f(nc['kendall_tau'])}, Spearman rho {f(nc['spearman_rho'])}") if nc else ""
     return (f"oneshot-check {run_dir}: {out['n']} candidates trained from scratch ({budget} each, "
             f"{out['seconds']:.0f} s): Kendall tau {f(out['kendall_tau'])}, Spearman rho {f(out['spearman_rho'])} "
-            f"(inherited vs from-scratch validation {out['metric']}) -> {run_dir / CHECK_FILE}")
+            f"(inherited vs from-scratch validation {out['metric']}){ceiling} -> {run_dir / CHECK_FILE}")

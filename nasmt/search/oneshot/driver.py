@@ -77,7 +77,7 @@ def run_oneshot(cfg: SearchConfig, resume: bool = False, done: int = 0, failed: 
         state = train_phase(out, grammar, suite, epochs=int(cfg.supernet_epochs), batch_size=cfg.batch_size,
                             lr=cfg.lr, weight_decay=1e-4, seed=cfg.seed, n_random=cfg.supernet_random,
                             settings=settings, workers=cfg.supernet_workers, cpus_per_worker=cfg.cpus_per_trial,
-                            gpus_per_worker=cfg.gpus_per_trial, sink=sink, say=say)
+                            gpus_per_worker=cfg.gpus_per_trial, distill=cfg.supernet_distill, sink=sink, say=say)
         t1 = time.time()
         say(f"supernet trained ({state['epochs_done']} epoch(s), {t1 - t0:.0f} s); scoring {cfg.trials - done} "
             f"candidate(s), {conc} task(s) at a time")

@@ -20,7 +20,8 @@ Learning rate: constant within an epoch, cosine over epochs from the epoch index
 (`epoch_lr`: lr * (1 + cos(pi (e - 1) / epochs)) / 2), with a linear warm-up over the
 first WARMUP_SHARE of epoch 1's steps: every rate depends only on (epoch, step), so a run
 resumes at an epoch boundary exactly. Loss balancing is held at "equal" (the `train` rule
-is not judged by weight sharing).
+is not judged by weight sharing). `distill` > 0: in-place distillation of the smaller
+candidates from the largest one's predictions (`nasmt.train.supernet`).
 
 Checkpoints: after each epoch rank 0 sends the bank's safetensors, the optimizer's AdamW
 moments (`optim.safetensors`, written first, stamped with the epoch) and the state record
@@ -49,7 +50,7 @@ from nasmt.search.oneshot.bank import (BANK_FILE, BankSettings, bank_bytes, load
 OPTIM_FILE = "optim.safetensors"
 WARMUP_SHARE = 0.25  # of epoch 1's steps: linear warm-up of the rate
 BALANCE = "equal"  # held during supernet training
-RESUME_KEYS = ("batch_size", "lr", "weight_decay", "seed", "n_random", "quantize")  # must match to resume
+RESUME_KEYS = ("batch_size", "lr", "weight_decay", "seed", "n_random", "quantize", "distill")  # must match to resume
 POLL_S = 1.0  # how often the driver looks for a finished epoch (progress lines)
 
 
@@ -240,7 +241,7 @@ def run_epochs(cfg: dict, rank: int, world: int, dev, bank_blob: bytes | None, o
                          weight_decay=s["weight_decay"], seed=_batch_seed(s["seed"], rank, epoch), device=str(dev),
                          schedule="constant", balance=BALANCE)
         _, spe, _ = plan_steps(shard.x["train"].shape[0], tc)
-        hook = SandwichHook(bank, s["n_random"], _sandwich_seed(s["seed"], epoch))
+        hook = SandwichHook(bank, s["n_random"], _sandwich_seed(s["seed"], epoch), s.get("distill", 0.0), suite, shard)
         sched = _Schedule(epoch, spe)
         bal = _AllReduce(SandwichBalancer(hook, make_balancer(BALANCE)))
         r = train(bank, suite, shard, tc, hooks=[hook, sched], balancer=bal)
@@ -323,7 +324,8 @@ def _progress(run_dir: Path, start: int, epochs: int, say, done: threading.Event
 
 def train_phase(run_dir, grammar, suite, *, epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int,
                 n_random: int, settings: BankSettings, workers: int = 1, cpus_per_worker: float = 1,
-                gpus_per_worker: float = 0, quantize: bool = True, sink=None, say=print) -> dict:
+                gpus_per_worker: float = 0, quantize: bool = True, distill: float = 0.0, sink=None,
+                say=print) -> dict:
     """Train the run's supernet to `epochs` epochs (resuming from its last checkpoint) on a
     running Ray cluster; returns the final state record (`bank.state_record`). `sink`: the
     run's TrialSink actor (started here, and stopped, when None)."""
@@ -336,7 +338,7 @@ def train_phase(run_dir, grammar, suite, *, epochs: int, batch_size: int, lr: fl
                              f"got {int(v) - (name == 'n_random')}")
     run_dir = Path(run_dir)
     wanted = {"batch_size": int(batch_size), "lr": float(lr), "weight_decay": float(weight_decay), "seed": int(seed),
-              "n_random": int(n_random), "quantize": bool(quantize)}
+              "n_random": int(n_random), "quantize": bool(quantize), "distill": float(distill)}
     state = read_state(run_dir)
     start = 0
     if state is not None:
