@@ -83,7 +83,8 @@ def finalize_trial(rec: TrialRecord, cfg: dict, suite, data, epochs: float, run_
     final = {
         "epochs": epochs, "steps": tr["steps"], "train_s": tr["train_time_s"], "weights": FINAL_WEIGHTS,
         "start": "inherited" if init is not None else "scratch",
-        "train": {"lr": tc.lr, "weight_decay": tc.weight_decay, "balance": tr["balance"], "batch_size": tc.batch_size},
+        "train": {"lr": tc.lr, "weight_decay": tc.weight_decay, "balance": tr["balance"], "batch_size": tc.batch_size,
+                  **{k: tr[k] for k in ("best_epoch",) if k in tr}},  # early stopping's kept epoch
         "metrics": {**costs, **val}, "test": _evaluate(model, spec, suite, data, "test"), "finished_at": time.time(),
     }
     return replace(rec, final=final)
