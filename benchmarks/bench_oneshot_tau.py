@@ -17,7 +17,8 @@ Per cell (suite + grammar, as bench_oneshot.py), on bench_oneshot's seed-0 one-s
   `own2`: the same with another seed; `held`: the train rule held at what the supernet
   trains with (the run's lr, weight decay 1e-4, equal balancing), the trial's seed;
   `held2`: held with another seed. own vs own2 (held vs held2) is the NOISE CEILING: the
-  tau two from-scratch trainings of the same candidates reach at that budget;
+  tau two from-scratch trainings of the same candidates reach at that budget. A side
+  `<side>@E` trains E epochs instead of the run's budget (the ceiling at a longer budget);
 * inherited sides: `run` (the records' own inherited mean_error, i.e. the search's) and one
   per supernet variant, each a supernet trained here with the real per-worker training
   function (`oneshot.train.run_epochs`, one worker, simulated quantization on, the run's
@@ -25,7 +26,10 @@ Per cell (suite + grammar, as bench_oneshot.py), on bench_oneshot's seed-0 one-s
   them (`bank.inherited_model`: slices + BatchNorm recalibration, then
   `trial.deployed_metrics`). Variant names: `base` (the run's settings: a reproduction),
   `e<E>` (E supernet epochs), `-d<a>` (in-place distillation weight a, `d05` = 0.5),
-  `-r<B>` (B recalibration batches instead of 8), `-n<k>` (k random candidates per step).
+  `-r<B>` (B recalibration batches instead of 8), `-n<k>` (k random candidates per step),
+  `-q0` (the supernet trained without simulated quantization: fp32 weights, as a
+  from-scratch trial trains before its policy is simulated), `-s1` (a split bank: group and
+  branch ops keyed by the features they read, `nasmt.model.supernet.plan_sources`).
 
 Results are cached under runs/bench-oneshot-tau/<cell>/ (scratch values per side, a bank per
 variant) and rewritten to reports/bench_oneshot_tau.json after every piece. Single process,
@@ -70,11 +74,11 @@ def _rho(x, y):
 def parse_variant(name: str, run_cfg: dict) -> dict:
     """`base` or e<E>[-d<a>][-r<B>][-n<k>] -> settings."""
     v = {"epochs": int(run_cfg["supernet_epochs"]), "distill": 0.0, "recal": 8,
-         "n_random": int(run_cfg.get("supernet_random", 2))}
+         "n_random": int(run_cfg.get("supernet_random", 2)), "quantize": True, "split": False}
     if name == "base":
         return v
     for part in name.split("-"):
-        m = re.fullmatch(r"([ednr])(\d+)", part)
+        m = re.fullmatch(r"([ednrqs])(\d+)", part)
         if not m:
             raise SystemExit(f"variant {name!r}: cannot read {part!r}")
         k, val = m.group(1), m.group(2)
@@ -84,6 +88,10 @@ def parse_variant(name: str, run_cfg: dict) -> dict:
             v["distill"] = float("0." + val[1:]) if val.startswith("0") and len(val) > 1 else float(val)
         elif k == "r":
             v["recal"] = int(val)
+        elif k == "q":
+            v["quantize"] = bool(int(val))
+        elif k == "s":
+            v["split"] = bool(int(val))
         else:
             v["n_random"] = int(val)
     return v
@@ -126,12 +134,15 @@ class Cell:
         got = {int(k): v for k, v in json.loads(f.read_text()).items()} if f.exists() else {}
         epochs = float(self.cfg.get("epochs", 1.0))
         steps = None if self.cfg.get("steps") is None else int(self.cfg["steps"])
+        if "@" in side:
+            epochs, steps = float(side.split("@")[1]), None
+        kind = side.split("@")[0]
         for rec in self.picked:
             if rec.number in got:
                 continue
             spec = ArchSpec.from_json(rec.spec)
-            seed = int(self.cfg.get("seed", 0)) * SEED_STRIDE + rec.number + (SEED_B if side.endswith("2") else 0)
-            if side.startswith("held"):  # the train rule held at the supernet's settings
+            seed = int(self.cfg.get("seed", 0)) * SEED_STRIDE + rec.number + (SEED_B if kind.endswith("2") else 0)
+            if kind.startswith("held"):  # the train rule held at the supernet's settings
                 spec = held_spec(spec)
             t0 = time.time()
             _, val, _, _ = train_spec(spec, self.cfg, self.suite, self.data, seed, epochs, steps)
@@ -146,15 +157,16 @@ class Cell:
         from nasmt.search.oneshot.bank import read_state
         from nasmt.search.oneshot.train import run_epochs
 
-        d = self.work / variant
+        d = self.work / (re.sub(r"-r\d+", "", variant).replace("base-", "") or "base")  # recalibration: same bank
         bf, sf = d / "bank.safetensors", d / "state.json"
         if bf.exists() and sf.exists():
             return bf.read_bytes(), json.loads(sf.read_text())
         d.mkdir(parents=True, exist_ok=True)
         st = read_state(self.run)
         s = {"batch_size": int(self.cfg["batch_size"]), "lr": float(self.cfg["lr"]), "weight_decay": HELD_WD,
-             "seed": int(self.cfg["seed"]), "n_random": v["n_random"], "quantize": True, "distill": v["distill"]}
-        cfg = {"settings": s, "bank": st["bank"], "grammar": (self.grammar.text, self.grammar.file, self.grammar.name),
+             "seed": int(self.cfg["seed"]), "n_random": v["n_random"], "quantize": v["quantize"],
+             "distill": v["distill"]}
+        cfg = {"settings": s, "bank": {**st["bank"], "split": v["split"]}, "grammar": (self.grammar.text, self.grammar.file, self.grammar.name),
                "suite": self.suite, "epochs": v["epochs"], "start": 0, "history": [], "gpu": False, "threads": 1}
         last = {}
 
@@ -190,11 +202,15 @@ class Cell:
         recal = Recalibration(batches=v["recal"], batch_size=128, seed=int(self.cfg["seed"]))
         out = {}
         t1 = time.time()
+        misfits = []
         for rec in self.picked:
             spec = ArchSpec.from_json(rec.spec)
+            if not bank.fits(spec):  # a split bank may lack a tensor the run's bank had (left out of its tau)
+                misfits.append(rec.number)
+                continue
             model = inherited_model(bank, spec, self.data, recal)
             out[rec.number] = float(deployed_metrics(model, spec, ctx, self.data)["mean_error"])
-        info = {**v, "supernet_train_s": train_s, "score_s": time.time() - t1, "wall_s": time.time() - t0,
+        info = {**v, "misfits": misfits, "supernet_train_s": train_s, "score_s": time.time() - t1, "wall_s": time.time() - t0,
                 "final_loss": state["train"]["history"][-1]["loss"]}
         f.write_text(json.dumps({"values": out, "info": info}))
         return out, info
@@ -259,8 +275,9 @@ def main():
             scratch[side] = cell.scratch(side, say)
         c.setdefault("scratch", {}).update(scratch)
         scratch = c["scratch"] = {k: {int(i): x for i, x in v.items()} for k, v in c["scratch"].items()}
-        c["noise_ceiling"] = {f"{p}_vs_{q}": corr(scratch[p], scratch[q])
-                              for p, q in (("own", "own2"), ("held", "held2"), ("own", "held")) if p in scratch and q in scratch}
+        pairs = [(p, q) for p in scratch for q in scratch
+                 if p < q and p.split("@")[1:] == q.split("@")[1:]]  # same budget
+        c["noise_ceiling"] = {f"{p}_vs_{q}": corr(scratch[p], scratch[q]) for p, q in pairs}
         save()
         for variant in a.variants.split(","):
             vals, info = cell.inherited(variant, say)
@@ -268,6 +285,9 @@ def main():
             c.setdefault("variants", {})[variant] = {"info": info, "values": vals}
             save()
         c["inherited_run"] = {"values": sides["run"]}
+        if "base" in c.get("variants", {}):  # the variant `base` reproduces the run's supernet and scores
+            base = {int(k): x for k, x in c["variants"]["base"]["values"].items()}
+            c["base_vs_run_max_abs_diff"] = max(abs(base[k] - sides["run"][k]) for k in base)
         c["tau"] = {inh: {sc: corr({int(k): x for k, x in (sides.get(inh) or c["variants"][inh]["values"]).items()},
                                    scratch[sc]) for sc in scratch}
                     for inh in ["run", *c.get("variants", {})]}
@@ -285,7 +305,8 @@ def table(res: dict) -> str:
         out.append("|---" * (len(scs) + 2) + "|")
         for inh, row in c.get("tau", {}).items():
             info = (c.get("variants", {}).get(inh) or {}).get("info", {})
-            out.append(f"| {inh} | " + " | ".join(_f(row[s]["kendall_tau"]) for s in scs)
+            out.append(f"| {inh} | " + " | ".join(_f(row[s]["kendall_tau"]) + (f" (n={row[s]['n']})" if row[s]["n"] != c["n"] else "")
+                                               for s in scs)
                        + f" | {_f(info.get('supernet_train_s'), '.0f')} |")
         out.append("")
     return "\n".join(out)

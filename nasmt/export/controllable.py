@@ -157,7 +157,7 @@ def _write(tmp: Path, final: Path, run_dir: Path, run: dict, suite, data, front:
     bank, _, _ = load_bank(run_dir, data)
     specs = [ArchSpec.from_json(r.spec) for r in front]
     models = {i: inherited_model(bank, s, data, recalibration_of(r)) for i, (s, r) in enumerate(zip(specs, front))}
-    plans = {i: plan_sources(bank.grammar, s).sources for i, s in enumerate(specs)}
+    plans = {i: plan_sources(bank.grammar, s, bank.split).sources for i, s in enumerate(specs)}
     shared, weights = shared_tensors(bank, plans)
     own = {f"c{i}.{n}": b.detach().clone().cpu() for i, m in models.items() for n, b in m.named_buffers()}
     save_file(shared, str(tmp / SHARED_FILE))

@@ -92,10 +92,36 @@ class _Plan:
     kinds: dict  # bank key -> 'bn' | 'weight' (conv / linear)
 
 
-def plan_sources(grammar: Grammar, spec: ArchSpec) -> _Plan:
+TRANSPARENT = ("dropout", "identity")  # ops that leave the features as they are (no source of their own)
+
+
+def _group_input(group: str, spec: ArchSpec, feats: dict) -> str:
+    """The feature id a unit group reads: the network's input, a trunk stage's (`stage<i>`,
+    whatever its ops), or the joined task group's."""
+    kind, _, name = group.partition(".")
+    if kind == "trunk":
+        return f"stage{name}" if name != "0" else "input"
+    if kind == "groups":
+        return f"stage{next(g.tap for g in spec.groups if g.name == name)}"
+    b = next(b for b in spec.branches if b.task == name)
+    return feats[f"groups.{b.group}"] if b.group is not None else f"stage{b.tap}"
+
+
+def plan_sources(grammar: Grammar, spec: ArchSpec, split: bool = False) -> _Plan:
     """Where each parameter of `build(spec)` comes from in the bank. Read off `units(spec)`
     (built on the meta device: nothing allocated), whose modules `build` assembles in order
-    into each group's Sequential, so parameter names match `build(spec)`'s."""
+    into each group's Sequential, so parameter names match `build(spec)`'s.
+
+    `split` (a bank built with split=True): the ops of task groups and branches are also
+    keyed by the features they read (`<path>@<source>`), so an op reading different things
+    in different candidates (a branch tapping stage 1 or 3, an output layer after an own
+    layer or straight after the tap, an fc after gap or after flatten) has one set of
+    weights per source instead of columns that mean different things (a few-shot NAS-like
+    split of the supernet, Zhao et al. 2021). A source is a trunk stage (`stage<i>`,
+    whatever its ops) or, inside a group or branch, the path of the last op with weights,
+    through transparent ops (dropout, identity) and through weightless ones that change
+    the features (pooling, flatten), which name it. Trunk ops (mixtures included) keep one
+    set of weights per position (elastic depth, as OFA)."""
     tr = trace(grammar, spec)
     with torch.device("meta"):
         us = units(spec)
@@ -103,10 +129,16 @@ def plan_sources(grammar: Grammar, spec: ArchSpec) -> _Plan:
     sources, kinds = {}, {}
     count: dict = {}
     op_index: dict = {}
+    feats: dict = {}  # unit group -> feature id of its output so far
     for u in us:
         j = op_index.get(u.group, 0)
         op_index[u.group] = j + 1
         path = tr.positions.get((u.group, "out") if u.op == "linear" else (u.group, j))
+        feat_in = feats[u.group] if j else _group_input(u.group, spec, feats)
+        weighted = any(True for m in u.modules for _ in m.parameters())
+        feats[u.group] = path if weighted else feat_in if u.op in TRANSPARENT else f"{path}<{feat_in}"
+        keyed = split and not u.group.startswith("trunk.")
+        at = f"{path}@{str(feat_in).replace('.', ':')}" if keyed else path
         for m in u.modules:
             c = count.get(u.group, 0)
             count[u.group] = c + 1
@@ -118,11 +150,17 @@ def plan_sources(grammar: Grammar, spec: ArchSpec) -> _Plan:
                 kind = "bn" if isinstance(mod, nn.modules.batchnorm._BatchNorm) else "weight"
                 pieces = []
                 for sub, shape in _pieces(rest, tuple(p.shape), m, slot_readers.get(u.group, [])):
-                    k = f"{path}.{sub}"
+                    k = f"{at}.{sub}"
                     pieces.append((k, tuple(shape)))
                     kinds[k] = kind
                 sources[f"{u.group}.{c}.{rest}"] = pieces
     return _Plan(sources, kinds)
+
+
+def _unsplit(key: str) -> str:
+    """A split bank key without its source: `<path>@<source>.<name>` -> `<path>.<name>`."""
+    head, at, rest = key.partition("@")
+    return f"{head}.{rest.partition('.')[2]}" if at else key
 
 
 def _slice(t: torch.Tensor, shape: tuple) -> torch.Tensor:
@@ -153,9 +191,9 @@ class SuperNet(nn.Module):
     """
 
     def __init__(self, grammar: Grammar, tasks, input_shape, n_outputs, n_samples: int = SIZING_SAMPLES,
-                 seed: int = 0, specs=()):
+                 seed: int = 0, specs=(), split: bool = False):
         super().__init__()
-        self.grammar, self.tasks = grammar, list(tasks)
+        self.grammar, self.tasks, self.split = grammar, list(tasks), bool(split)
         self.input_shape, self.n_outputs = tuple(input_shape), dict(n_outputs)
         self._cache: OrderedDict = OrderedDict()  # (hash, genome) -> (structure, plan); not submodules
         self.active: ArchSpec | None = None
@@ -166,13 +204,18 @@ class SuperNet(nn.Module):
         kinds: dict = {}
         sizes = []
         for s in every:
-            plan = plan_sources(grammar, s)
+            plan = plan_sources(grammar, s, self.split)
             kinds.update(plan.kinds)
             sizes.append(sum(math.prod(sh) for pieces in plan.sources.values() for _, sh in pieces))
             for pieces in plan.sources.values():
                 for k, shape in pieces:
                     old = shapes.get(k)
                     shapes[k] = shape if old is None else tuple(max(a, b) for a, b in zip(old, shape))
+        if self.split:  # a split tensor's outputs (dim 0) as many as its position's over every source seen
+            widest: dict = {}
+            for k, shape in shapes.items():
+                widest[_unsplit(k)] = max(widest.get(_unsplit(k), 0), shape[0])
+            shapes = {k: (widest[_unsplit(k)], *shape[1:]) for k, shape in shapes.items()}
         # the greedy extremes, unless a sampled derivation is larger / smaller (a flatten
         # early in the network can outweigh the widest choices)
         self.largest = every[max(range(len(every)), key=lambda i: (sizes[i], -i))]
@@ -213,7 +256,7 @@ class SuperNet(nn.Module):
             # build() initializes weights the bank replaces: under a forked RNG, so whether a
             # structure was cached never shifts the random draws that follow (dropout masks)
             with torch.random.fork_rng(devices=[]):
-                hit = (build(spec), plan_sources(self.grammar, spec))
+                hit = (build(spec), plan_sources(self.grammar, spec, self.split))
             if set(hit[1].sources) != {n for n, _ in hit[0].named_parameters()}:  # build and units disagree
                 raise RuntimeError("supernet: the plan does not cover build(spec)'s parameters")
             self._cache[key] = hit
@@ -234,7 +277,7 @@ class SuperNet(nn.Module):
         """Whether every tensor of `spec` fits in the bank (sizes come from the sizing
         sample: a rare unseen combination may need more, e.g. a flatten's input)."""
         params = {n: p.shape for n, p in self.named_parameters()}
-        for pieces in plan_sources(self.grammar, spec).sources.values():
+        for pieces in plan_sources(self.grammar, spec, self.split).sources.values():
             for k, shape in pieces:
                 if k not in params or any(a > b for a, b in zip(shape, params[k])):
                     return False

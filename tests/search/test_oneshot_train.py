@@ -165,3 +165,20 @@ def test_two_cpu_workers_keep_one_bank(cluster, people, tmp_path):
     assert digests[0] == hashlib.sha256((supernet_dir(run) / BANK_FILE).read_bytes()).hexdigest()
     trained, init = _bank(people, run), _bank(people)
     assert any(not torch.equal(a, b) for a, b in zip(trained.state_dict().values(), init.state_dict().values()))
+
+
+def test_resume_checks_the_split_and_distill_settings():
+    """A state.json from before `split` existed resumes as a position-keyed bank (and not
+    as a split one); a changed distillation weight is refused like any training setting."""
+    from nasmt.search.oneshot.train import _check_resumable
+
+    wanted = {"batch_size": 128, "lr": 3e-3, "weight_decay": 1e-4, "seed": 0, "n_random": 1, "quantize": True,
+              "distill": 0.0}
+    old = {"bank": {"n_samples": 300, "seed": 0}, "train": {k: v for k, v in wanted.items() if k != "distill"}}
+    _check_resumable(old, BankSettings(), wanted)
+    with pytest.raises(ValueError, match="sized with"):
+        _check_resumable(old, BankSettings(split=True), wanted)
+    new = {"bank": {"n_samples": 300, "seed": 0, "split": True}, "train": {**wanted, "distill": 0.5}}
+    _check_resumable(new, BankSettings(split=True), {**wanted, "distill": 0.5})
+    with pytest.raises(ValueError, match="distill 0.5 -> 0.0"):
+        _check_resumable(new, BankSettings(split=True), wanted)

@@ -28,10 +28,13 @@ INHERITED = "inherited"  # TrialRecord.train key of an inherited-weight candidat
 
 @dataclass(frozen=True)
 class BankSettings:
-    """How the bank is sized (see nasmt.model.supernet.SuperNet)."""
+    """How the bank is sized and keyed (see nasmt.model.supernet.SuperNet; `split`: tensors
+    keyed by the features they read too, `plan_sources`). A state.json without `split` is a
+    bank keyed by position only (runs from before it existed)."""
 
     n_samples: int = 300
     seed: int = 0
+    split: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ def supernet_dir(run_dir: str | Path) -> Path:
 def new_bank(grammar, suite, data, settings: BankSettings):
     from nasmt.model.supernet import SuperNet
 
-    return SuperNet.for_suite(grammar, suite, data, n_samples=settings.n_samples, seed=settings.seed)
+    return SuperNet.for_suite(grammar, suite, data, n_samples=settings.n_samples, seed=settings.seed,
+                              split=settings.split)
 
 
 def bank_bytes(bank) -> bytes:

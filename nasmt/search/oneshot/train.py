@@ -118,7 +118,8 @@ def _make_bank(grammar, suite, data, settings: BankSettings, quantize: bool):
     quantization when `quantize`, and candidate structures built off the global RNG."""
     from nasmt.quant.supernet import QuantSuperNet
 
-    bank = QuantSuperNet.for_suite(grammar, suite, data, n_samples=settings.n_samples, seed=settings.seed)
+    bank = QuantSuperNet.for_suite(grammar, suite, data, n_samples=settings.n_samples, seed=settings.seed,
+                                   split=settings.split)
     bank.quantize = bool(quantize)
     return bank
 
@@ -293,7 +294,7 @@ def _trainer_class():
 
 
 def _check_resumable(state: dict, settings: BankSettings, wanted: dict) -> None:
-    if state["bank"] != asdict(settings):
+    if {**asdict(BankSettings()), **state["bank"]} != asdict(settings):  # an older state.json: no `split`
         raise ValueError(f"supernet: the run's bank was sized with {state['bank']}, not {asdict(settings)}; "
                          f"it cannot resume with other settings")
     had = state.get("train", {})
