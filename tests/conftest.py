@@ -90,12 +90,17 @@ def _ray_is_up(address: str, env: dict) -> bool:
     return subprocess.run([sys.executable, "-c", code, address], env=env, capture_output=True).returncode == 0
 
 
+def free_port() -> int:
+    """A TCP port nothing on this machine listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def shared_ray():
     """["--address", HOST:PORT] of the session's shared Ray cluster (see the module docstring)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     temp = tempfile.mkdtemp(prefix="nasmt-ray-")  # short: Ray's socket paths live under it
     # token authentication with a token of its own: `ray start` refuses RAY_AUTH_MODE=token
     # without one, and a fresh machine (empty HOME) has no ~/.ray/auth_token

@@ -3,8 +3,8 @@ runs on the worker node, and the worker runs in a private mount namespace with a
 over the run directory's parent, so it cannot see the driver's disk (as two machines
 without a shared filesystem). Needs root (CI runs as root) for `unshare -m`.
 
-Also: a SIGKILLed worker raylet mid-search, and a stale `ray_current_cluster` file (that
-one needs neither root nor unshare, and always runs)."""
+Also: a SIGKILLed worker raylet mid-search. (A stale `ray_current_cluster` file is
+tested in test_resume's SIGKILL test: its last session starts a local cluster of its own.)"""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SMALL_SUITE, TINY_SPACE, kill_session, nasmt
+from conftest import ROOT, SMALL_SUITE, TINY_SPACE, free_port, kill_session, nasmt
 from nasmt.run import TrialStatus, read_trials, trial_dir
 from nasmt.search.oneshot.bank import read_state
 
@@ -36,12 +35,6 @@ ENV = {
 
 needs_unshare = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
                                    reason="needs root and unshare for a worker node with its own mount namespace")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _session_pids(sid: int) -> list[int]:
@@ -65,7 +58,7 @@ def _env() -> dict:
 class Cluster:
     def __init__(self, base: Path):
         self.base = base  # the tmpfs-covered folder: run directories live under it
-        self.port = _free_port()
+        self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.head = subprocess.Popen(
             [RAY, "start", "--head", f"--port={self.port}", "--num-cpus=0", "--include-dashboard=false",
@@ -170,24 +163,6 @@ def test_node_death_stops_cleanly_and_resume_completes(cluster):
     r = nasmt("search", "--resume", out, env=ENV)
     assert "resuming" in r.stdout
     assert sum(t.status == TrialStatus.COMPLETE for t in read_trials(out)) == 3
-
-
-def test_search_ignores_a_stale_ray_current_cluster_file(tmp_path):
-    """Without --address a search starts its own local cluster, whatever Ray's temp
-    folder says (a crashed cluster leaves its address there)."""
-    f = Path("/tmp/ray/ray_current_cluster")
-    saved = f.read_bytes() if f.exists() else None
-    f.parent.mkdir(parents=True, exist_ok=True)
-    f.write_text(f"127.0.0.1:{_free_port()}\n")  # nothing listens there
-    try:
-        r = nasmt("search", "--space", TINY_SPACE, "--tasks", SMALL_SUITE, "--sampler", "random", "--trials", 1,
-                  "--steps", 5, "--out", tmp_path / "run", timeout=180)
-    finally:
-        if saved is None:
-            f.unlink(missing_ok=True)
-        else:
-            f.write_bytes(saved)
-    assert "1 complete" in r.stdout
 
 
 @needs_unshare

@@ -6,25 +6,23 @@ sampler, same journal) keeps evolving; one real search killed and resumed."""
 from __future__ import annotations
 
 import functools
-import signal
 import zlib
 
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from conftest import CONV_SPACE, SMALL_SUITE, TINY_SPACE, nasmt
+from conftest import CONV_SPACE
 from nasmt.quant import COSTS_ATTR, constraints_func
 from nasmt.run import Objective
 from nasmt.search.samplers.evolution import (CROSSOVER, ENQUEUED, MUTATION, PLAN_ATTR, RANDOM, EvolutionSampler, fits, ranked,
                                    subtrees, under)
-from nasmt.search.resume import INCOMPLETE_ATTR
 from nasmt.search.space import define_space
 from nasmt.search.samplers import make_sampler
 from nasmt.search.study import StudyAdapter
 from nasmt.space.derive import replay
 from nasmt.space.grammar import load_grammar
-from kill_helpers import complete_numbers, journal_study, run_until, start
+from kill_helpers import journal_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -184,34 +182,3 @@ def test_subtrees_and_fits():
     assert fits(CategoricalDistribution((3, 5)), 5) and not fits(CategoricalDistribution((3, 5)), 4)
     assert fits(FloatDistribution(0.0, 1.0), 0.25) and not fits(FloatDistribution(0.0, 1.0), 1.5)
     assert not fits(IntDistribution(0, 3), 1)
-
-
-def test_cli_evolution_search_survives_a_kill_and_resume(tmp_path):
-    """Killed once 3 trials are recorded: wherever the driver was then (training a trial,
-    or in the middle of deriving the next one), the resumed session completes the run,
-    breeds children from the journal, and every trial the journal holds as a genome
-    replays under the grammar (a trial killed mid-derivation is closed as FAIL and marked
-    INCOMPLETE_ATTR by resume: its partial params are no genome; see test_resume)."""
-    run = tmp_path / "run"
-    log = tmp_path / "s1.log"
-    p = start(["search", "--space", TINY_SPACE, "--tasks", SMALL_SUITE, "--trials", 5, "--steps", 5,
-                "--sampler", "evolution", "--max-concurrent", 1, "--seed", 2, "--out", run, "--quiet"], log)
-    run_until(p, run, lambda: len(complete_numbers(run)) >= 3, log)  # an event in the run directory, no clock
-    assert p.returncode == -signal.SIGKILL
-    n_before = len(journal_study(run).get_trials(deepcopy=False))
-    nasmt("search", "--resume", run, "--quiet")
-    trials = journal_study(run).get_trials(deepcopy=False)
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == 5
-    assert TrialState.RUNNING not in {t.state for t in trials}
-    plans = [t.system_attrs.get(PLAN_ATTR, {}) for t in trials]
-    # the population is 4: once 4 trials are complete, the resumed session breeds children
-    # (--max-concurrent 1: the last trial is asked after the fourth completed)
-    assert any(p.get("op") in (MUTATION, CROSSOVER) for p in plans[n_before:]), plans
-    tiny = load_grammar(TINY_SPACE)
-    for t in trials:
-        if t.user_attrs.get(INCOMPLETE_ATTR):  # killed mid-derivation: closed, never a candidate
-            assert t.state == TrialState.FAIL and t.number < n_before, t
-            continue
-        assert dict(replay(tiny, t.params, TASKS, SHAPE, OUTPUTS).genome) == t.params
-    for t in trials:  # parents are complete trials only: never a half-derived one
-        assert all(trials[n].state == TrialState.COMPLETE for n in t.system_attrs.get(PLAN_ATTR, {}).get("parents", []))

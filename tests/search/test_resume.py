@@ -1,4 +1,7 @@
-"""Crash-safe resume: SIGKILL a real search twice, resume, and nothing is lost.
+"""Crash-safe resume: SIGKILL a real search twice, resume, and nothing is lost. The
+search runs the grammar-aware evolution sampler (so its journal-derived state, parents and
+half-derived trials are checked across the kills too) and its last session starts its own
+local cluster with a stale `ray_current_cluster` file in Ray's temp folder.
 
 Plus fast reconciliation tests on a copy of the shared tiny run (no Ray).
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -18,10 +22,12 @@ from nasmt.errors import RunDirError
 from nasmt.run import INTERRUPTED, TrialStatus, read_jsonl, read_trials, repair_jsonl_tail
 from nasmt.search.lock import LOCKED_MESSAGE
 from nasmt.search.resume import INCOMPLETE_ATTR, prepare_resume
+from nasmt.search.samplers.evolution import CROSSOVER, MUTATION, PLAN_ATTR
+from nasmt.space.derive import replay
 from nasmt.space.derive import check_genome
 from nasmt.space.grammar import load_grammar
 
-from conftest import SMALL_SUITE, TINY_SPACE, nasmt
+from conftest import SMALL_SUITE, TINY_SPACE, free_port, nasmt
 from kill_helpers import (complete_numbers, in_flight, kill_session, lock_holder, result_numbers, run_until, start,
                           journal_study)
 
@@ -35,9 +41,10 @@ def test_resume_after_two_sigkills(tmp_path, capsys):
     # session 1: one trial at a time; trial 1 sleeps 0.5 s per step (fault `slow`, >= 10 s
     # in all), so it is still training when the poll sees trial 0's record and trial 1's
     # spec.json: the kill point is an event in the run directory, never a clock, and resume
-    # always has an interrupted trial to close
+    # always has an interrupted trial to close. The evolution sampler's population is 4:
+    # the last session breeds children from the journal.
     p = start(["search", "--space", TINY_SPACE, "--tasks", SMALL_SUITE, "--trials", trials, "--steps", 20,
-                "--sampler", "random", "--seed", 5, "--out", run, "--quiet", "--max-concurrent", 1,
+                "--sampler", "evolution", "--seed", 5, "--out", run, "--quiet", "--max-concurrent", 1,
                 "--inject-fault", "slow@1"], tmp_path / "s1.log")
     run_until(p, run, lambda: 0 in complete_numbers(run) and 1 in in_flight(run), tmp_path / "s1.log")
     assert p.returncode == -signal.SIGKILL
@@ -70,8 +77,20 @@ def test_resume_after_two_sigkills(tmp_path, capsys):
     assert p.returncode == -signal.SIGKILL
     before2 = result_numbers(run)
 
-    # session 3: resumed to the end
-    r = nasmt("search", "--resume", run)
+    # session 3: resumed to the end on a fresh local cluster of its own, whatever Ray's temp
+    # folder says (a crashed cluster leaves its address there: nothing listens at this one)
+    n_asked2 = len(journal_study(run).get_trials(deepcopy=False))
+    stale = Path("/tmp/ray/ray_current_cluster")
+    saved = stale.read_bytes() if stale.exists() else None
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text(f"127.0.0.1:{free_port()}\n")
+    try:
+        r = nasmt("search", "--resume", run, timeout=300)
+    finally:
+        if saved is None:
+            stale.unlink(missing_ok=True)
+        else:
+            stale.write_bytes(saved)
     assert "resuming" in r.stdout
 
     recs = read_jsonl(run / "trials.jsonl")
@@ -101,6 +120,20 @@ def test_resume_after_two_sigkills(tmp_path, capsys):
     # session 2 did not replay session 1's proposals (same --seed, but a new sampler seed)
     params = {t.number: t.params for t in jt}
     assert not (params[n_asked1] == params[0] and params[n_asked1 + 1] == params[1])
+    # evolution across the kills: the last session bred children from the journal (once 4
+    # trials are complete; --max-concurrent 1), parents are complete trials only, and every
+    # trial the journal holds as a genome replays under the grammar; a trial killed in the
+    # middle of its derivation is closed as FAIL and marked INCOMPLETE_ATTR (its partial
+    # params are no genome), wherever the kill point fell
+    plans = [t.system_attrs.get(PLAN_ATTR, {}) for t in jt]
+    assert any(pl.get("op") in (MUTATION, CROSSOVER) for pl in plans[n_asked2:]), plans
+    tiny = load_grammar(TINY_SPACE)
+    for t in jt:
+        assert all(jt[n].state == TrialState.COMPLETE for n in t.system_attrs.get(PLAN_ATTR, {}).get("parents", []))
+        if t.user_attrs.get(INCOMPLETE_ATTR):
+            assert t.state == TrialState.FAIL and t.number < n_asked2, t
+            continue
+        assert dict(replay(tiny, t.params, ("left", "right"), (1, 28, 28), {"left": 10, "right": 10}).genome) == t.params
 
 
 # ----------------------------------------------------------------------------- reconcile, no Ray
