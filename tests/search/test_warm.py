@@ -25,17 +25,6 @@ def _journal(run):
     return st.get_trials(deepcopy=False)
 
 
-def test_enqueued_arch_json_is_the_first_trial(tiny_run, tmp_path, shared_ray):
-    pick = read_trials(tiny_run)[-1]
-    nasmt("export", tiny_run, "--trial", pick.number, "--out", tmp_path / "exp", "--no-quantized")
-    arch = json.loads((tmp_path / "exp" / "arch.json").read_text())
-    out = tmp_path / "run"
-    nasmt("search", "--space", CONV_SPACE, "--tasks", SMALL_SUITE, "--trials", 1, "--steps", 5, "--out", out,
-          "--sampler", "random", "--seed", 99, "--enqueue", tmp_path / "exp" / "arch.json", "--quiet", *shared_ray)
-    first = read_trials(out)[0]
-    assert first.number == 0 and first.arch_hash == arch["spec"]["hash"] == pick.arch_hash
-
-
 def test_enqueue_refuses_a_genome_that_does_not_fit(tiny_run, tmp_path):
     genome = dict(read_trials(tiny_run)[0].genome)
     genome["trunk.stem.conv.c"] = 7  # not a choice of conv.grammar
@@ -48,11 +37,20 @@ def test_enqueue_refuses_a_genome_that_does_not_fit(tiny_run, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_warm_start_seeds_the_study_and_survives_resume(tiny_run, tmp_path, shared_ray):
+def test_warm_start_and_enqueue_seed_the_study_and_survive_resume(tiny_run, tmp_path, shared_ray):
+    """One search carries both: --warm-start seeds the study with the earlier run's
+    complete trials, and an exported arch.json given to --enqueue is the run's first own
+    trial; then a crash and --resume."""
     old = [t for t in read_trials(tiny_run) if t.status == TrialStatus.COMPLETE]
+    pick = read_trials(tiny_run)[-1]
+    nasmt("export", tiny_run, "--trial", pick.number, "--out", tmp_path / "exp", "--no-quantized")
+    arch = json.loads((tmp_path / "exp" / "arch.json").read_text())
     out = tmp_path / "run"
     nasmt("search", "--space", CONV_SPACE, "--tasks", SMALL_SUITE, "--trials", 2, "--steps", 5, "--out", out,
-          "--sampler", "tpe", "--seed", 4, "--warm-start", tiny_run, "--quiet", *shared_ray)
+          "--sampler", "tpe", "--seed", 4, "--warm-start", tiny_run, "--enqueue", tmp_path / "exp" / "arch.json",
+          "--quiet", *shared_ray)
+    first = read_trials(out)[0]
+    assert first.number == len(old) and first.arch_hash == arch["spec"]["hash"] == pick.arch_hash
     jt = _journal(out)
     warm = [t for t in jt if WARM_ATTR in t.user_attrs]
     assert len(warm) == len(old) and all(t.state == TrialState.COMPLETE for t in warm)
