@@ -77,8 +77,8 @@ def _add_search_args(p: argparse.ArgumentParser, quick: bool = False):
     p.add_argument("--oneshot", action="store_true",
                    help="one-shot search: train one weight-sharing supernet, then score --trials candidates with "
                    "inherited weights (thousands per training), then finish the front with --final-epochs")
-    p.add_argument("--supernet-epochs", type=int, default=4,
-                   help="--oneshot: epochs of sandwich-rule supernet training (default %(default)s)")
+    p.add_argument("--supernet-epochs", type=int, default=4, help="--oneshot: epochs of sandwich-rule supernet training (default %(default)s)")
+    p.add_argument("--supernet-split", action="store_true", help="--oneshot: key the weights of task-group and branch ops by the features they read too (tapped stage, pooling, own layer): less sharing of columns that mean different things; measured in benchmarks/bench_oneshot_tau.py")
     p.add_argument("--supernet-workers", type=int, default=1, help="--oneshot: Ray Train workers training the supernet data-parallel (default %(default)s)")
     p.add_argument("--supernet-distill", type=float, default=0.0, help="--oneshot: in-place distillation a in [0, 1]: the smaller candidates of a step learn from (1 - a) x labels + a x the largest one's predictions (default %(default)s)")
     p.add_argument("--supernet-random", type=int, default=2,
@@ -109,7 +109,7 @@ def _search_config(a):
         qat_steps=a.qat_steps, measure_latency=a.measure_latency, storage=a.storage,
         enqueue=tuple(a.enqueue), warm_start=tuple(a.warm_start), affinity=a.affinity,
         oneshot=a.oneshot, supernet_epochs=a.supernet_epochs, supernet_workers=a.supernet_workers,
-        supernet_random=a.supernet_random, candidate_batch=a.candidate_batch, finish=a.finish, supernet_distill=a.supernet_distill,
+        supernet_random=a.supernet_random, candidate_batch=a.candidate_batch, finish=a.finish, supernet_distill=a.supernet_distill, supernet_split=a.supernet_split,
     )
 
 

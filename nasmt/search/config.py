@@ -61,6 +61,7 @@ class SearchConfig:
     supernet_workers: int = 1  # Ray Train workers (data-parallel) training the supernet
     supernet_random: int = 2  # random candidates per step besides the largest and the smallest
     supernet_distill: float = 0.0  # in-place distillation weight of the smaller candidates (nasmt.train.supernet)
+    supernet_split: bool = False  # group / branch weights keyed by the features they read (nasmt.model.supernet)
     candidate_batch: int = 64  # candidates asked and scored per round (Ray tasks)
     finish: str = "finetune"  # phase 3: fine-tune the front from inherited weights, or train it from scratch
     sampler_used: str | None = None  # what --sampler resolved to (run_search records it in run.json)

@@ -37,7 +37,7 @@ def _search(out, *extra):
 def oneshot_run(tmp_path_factory, shared_ray):
     out = tmp_path_factory.mktemp("oneshot") / "run"
     p = nasmt(*_search(out, "--trials", 48, "--candidate-batch", 24, "--supernet-epochs", 2, "--final-epochs", 0.5,
-                       *shared_ray))
+                       "--supernet-distill", 0.25, "--supernet-split", *shared_ray))
     return out, p.stdout
 
 
@@ -45,6 +45,8 @@ def test_every_candidate_is_an_inherited_record(oneshot_run):
     out, log = oneshot_run
     state = read_state(out)
     assert state["epochs_done"] == 2
+    assert state["train"]["distill"] == 0.25  # --supernet-distill reached the supernet's training
+    assert state["bank"]["split"] is True  # --supernet-split: a split bank, scored / finished / exported below
     recs = read_trials(out)
     complete = [r for r in recs if r.status == TrialStatus.COMPLETE]
     assert len(complete) == 48
@@ -106,7 +108,7 @@ def _asked_not_recorded(out) -> bool:
 
 def test_a_killed_oneshot_search_resumes_without_repeating_work(tmp_path):
     out = tmp_path / "run"
-    args = _search(out, "--trials", 40, "--candidate-batch", 8, "--supernet-epochs", 2)
+    args = _search(out, "--trials", 40, "--candidate-batch", 8, "--supernet-epochs", 2, "--supernet-distill", 0.25)
     # kill 1: the supernet has finished its first epoch (its checkpoint is on disk)
     p = start(args, tmp_path / "log1")
     run_until(p, out, lambda: (read_state(out) or {}).get("epochs_done", 0) >= 1, tmp_path / "log1")
@@ -120,6 +122,7 @@ def test_a_killed_oneshot_search_resumes_without_repeating_work(tmp_path):
     run_until(p, out, lambda: _asked_not_recorded(out), tmp_path / "log2")
     state = read_state(out)
     assert state["epochs_done"] == 2
+    assert state["train"]["distill"] == 0.25  # the resumed session kept the run's --supernet-distill
     assert state["train"]["history"][0] == epoch1  # epoch 1 was not trained again: resumed from its checkpoint
     assert [h["epoch"] for h in state["train"]["history"]] == [1, 2]
     said = (tmp_path / "log2").read_text()

@@ -62,7 +62,7 @@ def run_oneshot(cfg: SearchConfig, resume: bool = False, done: int = 0, failed: 
     say = _say(cfg.quiet)
     grammar, suite, objectives, data = prepare(cfg)
     refuse_unshared_ops(grammar)
-    settings = BankSettings(seed=cfg.seed)
+    settings = BankSettings(seed=cfg.seed, split=cfg.supernet_split)
     if not resume:
         check_bank_size(grammar, suite, data, settings)
     if done >= cfg.trials and (read_state(out) or {}).get("epochs_done", 0) >= cfg.supernet_epochs:
