@@ -4,6 +4,7 @@ variants, and the noise ceiling of the from-scratch side (issue 16's tau >= 0.6 
     python benchmarks/bench_oneshot_tau.py [--cells people,fair,multimnist] [--n 30]
                                            [--variants base,e24,e24-d1,...] [--scratch own,own2,held,held2]
     python benchmarks/bench_oneshot_tau.py --table   # the table of reports/bench_oneshot_tau.json
+    python benchmarks/bench_oneshot_tau.py --pipeline RUN [RUN ...]   # record whole one-shot runs' checks
 
 Per cell (suite + grammar, as bench_oneshot.py), on bench_oneshot's seed-0 one-shot run
 (runs/bench-oneshot/<cell>/oneshot-s0; made with bench_oneshot's settings when missing):
@@ -30,6 +31,11 @@ Per cell (suite + grammar, as bench_oneshot.py), on bench_oneshot's seed-0 one-s
   `-q0` (the supernet trained without simulated quantization: fp32 weights, as a
   from-scratch trial trains before its policy is simulated), `-s1` (a split bank: group and
   branch ops keyed by the features they read, `nasmt.model.supernet.plan_sources`).
+
+`--pipeline RUN ...` records, under "pipeline", one-shot runs made with the CLI (`nasmt search
+--oneshot ...` then `nasmt oneshot-check RUN --n 30 --repeats 2`): their settings, candidates
+that did not fit the bank, the check's tau / rho and noise ceiling (the whole pipeline, e.g.
+with --supernet-split, rather than a variant scored on another run's candidates).
 
 Results are cached under runs/bench-oneshot-tau/<cell>/ (scratch values per side, a bank per
 variant) and rewritten to reports/bench_oneshot_tau.json after every piece. Single process,
@@ -247,12 +253,21 @@ def main():
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench-oneshot-tau"))
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_oneshot_tau.json"))
     ap.add_argument("--table", action="store_true")
+    ap.add_argument("--pipeline", nargs="+", default=None, metavar="RUN")
     a = ap.parse_args()
     outp = Path(a.out)
     if a.table:
         print(table(json.loads(outp.read_text())))
         return
     res = json.loads(outp.read_text()) if outp.exists() else {"benchmark": "bench_oneshot_tau", "cells": {}}
+    if a.pipeline:
+        for run in map(Path, a.pipeline):
+            res.setdefault("pipeline", {})[run.name] = pipeline_record(run)
+        tmp = outp.with_suffix(".tmp")
+        tmp.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+        tmp.replace(outp)
+        print(json.dumps(res["pipeline"], indent=1))
+        return
 
     def say(m):
         print(m, flush=True)
@@ -295,6 +310,22 @@ def main():
         print(table({"cells": {name: c}}), flush=True)
 
 
+def pipeline_record(run: Path) -> dict:
+    """A CLI one-shot run and its `oneshot-check` (module docstring)."""
+    from nasmt.run import TrialStatus, load_run, read_trials
+
+    cfg = load_run(run)["config"]
+    chk = json.loads((run / "oneshot_check.json").read_text())
+    recs = read_trials(run)
+    keys = ("tasks", "space", "epochs", "seed", "trials", "supernet_epochs", "supernet_random", "supernet_distill",
+            "supernet_split", "candidate_batch", "final_epochs")
+    return {"run": str(run.relative_to(ROOT)) if run.is_absolute() else str(run),
+            "config": {k: cfg.get(k) for k in keys},
+            "complete": sum(r.status == TrialStatus.COMPLETE for r in recs),
+            "did_not_fit": sum(r.error_type == "DoesNotFit" for r in recs),
+            "check": {k: chk.get(k) for k in ("n", "epochs", "kendall_tau", "spearman_rho", "noise_ceiling", "seconds")}}
+
+
 def table(res: dict) -> str:
     out = []
     for name, c in res["cells"].items():
@@ -309,6 +340,12 @@ def table(res: dict) -> str:
                                                for s in scs)
                        + f" | {_f(info.get('supernet_train_s'), '.0f')} |")
         out.append("")
+    for name, p in res.get("pipeline", {}).items():
+        c, k = p["config"], p["check"]
+        out.append(f"pipeline {name}: {Path(c['space']).name}, {c['supernet_epochs']} supernet epochs, split "
+                   f"{c['supernet_split']}, distill {c['supernet_distill']}: {p['complete']} candidates "
+                   f"({p['did_not_fit']} did not fit); tau {_f(k['kendall_tau'])} (n={k['n']}), noise ceiling "
+                   f"{_f((k['noise_ceiling'] or {}).get('kendall_tau'))}")
     return "\n".join(out)
 
 
