@@ -13,7 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "reports" / "bench_tabular.json"
-METHODS = {"single-task", "hard-shared", "mmoe", "ple", "lightgbm", "mtl_search"}
+METHODS = {"single-task", "hard-shared", "mmoe", "ple", "lightgbm", "mtl_search", "mtl_final", "tabular_search",
+           "tabular_final"}
 
 
 def _report() -> dict:
@@ -53,9 +54,16 @@ def test_report_structure():
             for m in ("mtl_search", "tabular_search"):
                 if m in seed and "error" not in seed[m]:
                     assert seed[m]["trials_complete"] >= 1 and seed[m]["spec"]["space"]
+            for m, searched in (("mtl_final", "mtl_search"), ("tabular_final", "tabular_search")):
+                fin = seed[m]  # the search's pick (same trial, same architecture), finalized
+                assert fin["trial"] == seed[searched]["trial"] and fin["spec"]["hash"] == seed[searched]["spec"]["hash"]
+                assert fin["search_val_mean_error"] == seed[searched]["val_mean_error"]
+                assert 0 < fin["epochs_trained"] <= r["size"]["final_epochs"] == fin["final_epochs"]
         sm = s["summary"]
-        assert sm["goal_met"] == (sm["best_tabular_test_delta_m"] is not None
-                                  and sm["best_tabular_test_delta_m"] >= sm["lightgbm_test_delta_m"])
+        assert set(sm["shipped_method"].values()) == {"tabular_final"}  # the finalized pick: chosen on validation only
+        shipped = [sd["tabular_final"]["test_delta_m"] for sd in s["seeds"].values()]
+        assert sm["shipped_tabular_test_delta_m"] == pytest.approx(sum(shipped) / len(shipped))
+        assert sm["goal_met"] == (sm["shipped_tabular_test_delta_m"] >= sm["lightgbm_test_delta_m"])
 
 
 def test_table_renders():
