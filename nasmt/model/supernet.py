@@ -10,6 +10,8 @@ two-block one blocks 0 and 1: elastic depth as in OFA) and is independent of how
 items came before (`down` after one or two blocks, and the mixture ending a trunk of 1-3
 stages, keep one set of weights). A task's output layer, which the builder adds, is
 `branch.<task>.out.linear.*`: one head per task, whichever branch alternative it takes.
+A split bank (`split=True`) also keys the ops of task groups and branches by the features
+they read (`plan_sources`): one set of weights per tapped stage / pooling / preceding layer.
 
 Shapes. Each bank tensor is the elementwise maximum of the shapes it takes in a few hundred
 random derivations of the grammar (plus any given specs). A candidate takes, per tensor,
