@@ -5,7 +5,6 @@ Pareto set, and returns a Pareto set that mixes precisions."""
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from conftest import CONV_SPACE, SMALL_SUITE, nasmt
 from nasmt import quant as Q

@@ -4,7 +4,6 @@ the validation split, against the simulated metric of the search (Q.simulate).""
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
 import torch
 from onnx import TensorProto
