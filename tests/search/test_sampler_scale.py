@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import pickle
 
 import numpy as np
+
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
@@ -124,6 +126,24 @@ def test_bounded_samplers_propose_valid_cells(cls):
     if cls is BoundedNSGAIISampler:  # generations went on past the window: parents found beyond it
         gens = [t.system_attrs.get("NSGAIISampler:generation", 0) for t in done]
         assert max(gens) >= 10 and len(sampler.get_parent_population(study, max(gens))) == 4
+
+
+@pytest.mark.parametrize("cls", [BoundedTPESampler, BoundedNSGAIISampler])
+def test_a_pickled_bounded_sampler_goes_on_sampling(cls):
+    """Ray pickles the searcher that holds the sampler (Optuna >= 5.1's GA samplers hold a
+    thread lock, which cannot be pickled): the copy samples valid cells past the bound."""
+    kw = {"n_startup_trials": 4} if cls is BoundedTPESampler else {"population_size": 4}
+    study = optuna.create_study(directions=["minimize"] * 4, sampler=cls(seed=0, history_elite=5, history_window=15, **kw))
+    for _ in range(30):
+        t = study.ask()
+        study.tell(t, _values({d: t.suggest_categorical(d, OPS) for d in DECISIONS}))
+    study.sampler = pickle.loads(pickle.dumps(study.sampler))
+    for _ in range(10):
+        t = study.ask()
+        study.tell(t, _values({d: t.suggest_categorical(d, OPS) for d in DECISIONS}))
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 40 and all(set(t.params.values()) <= set(OPS) for t in done)
+    assert 16 <= study.sampler.seen <= 21  # the copy keeps the bound
 
 
 def test_bounded_tpe_is_optunas_tpe_while_the_history_fits():

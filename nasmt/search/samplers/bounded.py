@@ -25,6 +25,7 @@ does with them (constraints after a trial, reseeding) is unchanged."""
 from __future__ import annotations
 
 import copy
+import threading
 
 from optuna.samplers import NSGAIISampler, TPESampler
 from optuna.study import Study
@@ -130,6 +131,26 @@ class BoundedNSGAIISampler(BoundedHistory, NSGAIISampler):
         """Parents are cached by trial id in the study and may be older than the window:
         looked up in the whole study (a scan, no model fit)."""
         return super().get_parent_population(getattr(study, "study", study), generation)
+
+    def _sync_generation_cache(self, study):
+        """Optuna >= 5.1 keeps the generations in an incremental cache that indexes the
+        study's trials by number: it reads the whole study (no model fit: the bounded view
+        is for the selection's cost, and this cache is already incremental)."""
+        return super()._sync_generation_cache(getattr(study, "study", study))
+
+    def __getstate__(self) -> dict:
+        # Optuna >= 5.1's GA samplers hold a threading.Lock, which cannot be pickled (Ray
+        # pickles the searcher that holds this sampler): left out, a new one on unpickling
+        state = self.__dict__.copy()
+        if state.pop("_thread_lock", None) is not None:
+            state["_had_thread_lock"] = True
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        if state.pop("_had_thread_lock", False):
+            state["_thread_lock"] = threading.Lock()
+        self.__dict__.update(state)
 
 
 # Optuna names a GA sampler's trial / study attrs after its class: keep NSGA-II's own, so a
