@@ -2,15 +2,20 @@
 (tiny grammar, few steps), run once per test session and shared read-only by the
 report / export / dashboard tests. Tests that change a run copy it first.
 
+`nasmt(...)` runs the real CLI entry point (`nasmt.cli.main`) in this process and returns
+its exit code, stdout and stderr (see its docstring for when it starts a process instead):
+a search then reuses this process's imports and its Ray connection.
+
 `shared_ray` is one Ray cluster (`ray start --head`, this machine's CPUs, a private temp
 folder, its own process group) for the session's searches that only need *a* local
 cluster: they pass `*shared_ray` (`--address HOST:PORT`) and skip starting one of their
 own (measured: a search's fresh local cluster costs 5-20 s on a busy 2-core machine).
 Searches that test local-cluster behaviour, SIGKILL a driver (kill_helpers) or build
-their own cluster (test_cluster) do not use it. It uses token authentication with a
-token of its own (RAY_AUTH_TOKEN: a fresh machine has no ~/.ray/auth_token); once it is
-up, every `nasmt(...)` call carries RAY_AUTH_MODE=token and that token (a fresh local
-cluster works with them too), so resuming a run recorded against it joins it again."""
+their own cluster (test_cluster) do not use it. Every Ray cluster and driver of the
+session uses token authentication with one session token (RAY_AUTH_MODE=token,
+RAY_AUTH_TOKEN, set in os.environ when this file is imported, before anything imports
+ray: a fresh machine has no ~/.ray/auth_token, and Ray reads them once, at import), so
+resuming a run recorded against the shared cluster joins it again."""
 
 from __future__ import annotations
 
@@ -22,7 +27,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -38,20 +45,85 @@ CONV_SPACE = ROOT / "search_spaces" / "conv.grammar"
 
 
 _SHARED_RAY_ENV: dict = {}  # set once the shared cluster is up
+# Token authentication for every Ray cluster and driver of the session, set before anything
+# imports ray: Ray reads these once, when it is imported, so the in-process CLI calls
+# (`nasmt(...)`) can join the shared cluster only if they are there from the start. A fresh
+# local cluster works with them too; test_cluster's clusters carry tokens of their own.
+_SESSION_AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+os.environ.update(_SESSION_AUTH)
 
 
-def nasmt(*args, check=True, timeout=600, env=None) -> subprocess.CompletedProcess:
-    """Run the real CLI in a subprocess."""
-    e = dict(os.environ)
-    e.update(_SHARED_RAY_ENV)
-    e.update(env or {})
-    p = subprocess.run(
-        [sys.executable, "-m", "nasmt.cli", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=e,
-    )
+def nasmt(*args, check=True, timeout=600, env=None, fresh_process=False) -> subprocess.CompletedProcess:
+    """Run the real CLI (`nasmt.cli.main`) and return what a process would: exit code,
+    stdout, stderr. In this process by default (measured: a search's own interpreter,
+    imports and Ray connection cost ~5 s of a 2-core machine, and the suite runs ~50 of
+    them), with stdout/stderr captured, cwd = the repository root, the shared cluster's
+    auth variables set for the call, SystemExit turned into its code and an uncaught
+    exception into exit 1 with its traceback on stderr, as the interpreter would.
+    In a fresh `python -m nasmt.cli` process when `fresh_process`, when `env` is given (a
+    variable a process reads at start-up) or when NASMT_TEST_FRESH_PROCESS=1 (the whole
+    suite the old way). What needs a process of its own (SIGKILL, a cluster of its own,
+    a venv without nasmt) starts one itself."""
+    args = [str(a) for a in args]
+    if (fresh_process or env or os.environ.get("NASMT_TEST_FRESH_PROCESS") == "1"
+            or threading.current_thread() is not threading.main_thread()):  # cwd, stdout, Tune's registry: one at a time
+        e = dict(os.environ)
+        e.update(_SHARED_RAY_ENV)
+        e.update(env or {})
+        p = subprocess.run(
+            [sys.executable, "-m", "nasmt.cli", *args],
+            capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=e,
+        )
+    else:
+        p = _in_process(args)
     if check and p.returncode != 0:
-        raise AssertionError(f"nasmt {' '.join(map(str, args))} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
+        raise AssertionError(f"nasmt {' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
     return p
+
+
+def _process_warning_filters() -> None:
+    """Inside catch_warnings: Python's default filters, and warnings printed to (the
+    redirected) sys.stderr as an interpreter prints them, not recorded by pytest."""
+    warnings.resetwarnings()
+    for cat in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.filterwarnings("ignore", category=cat)
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    warnings.showwarning = show
+
+
+def _in_process(args: list[str]) -> subprocess.CompletedProcess:
+    import contextlib
+    import io
+    import traceback
+
+    from nasmt.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env = {k: os.environ.get(k) for k in _SHARED_RAY_ENV}
+    cwd = os.getcwd()
+    os.environ.update(_SHARED_RAY_ENV)
+    os.chdir(ROOT)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            _process_warning_filters()
+            try:
+                code = main(args)
+            except SystemExit as e:  # argparse's usage errors and --help
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except Exception:  # what the interpreter does with an uncaught exception
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(cwd)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return subprocess.CompletedProcess(["nasmt", *args], code or 0, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="session")
@@ -104,7 +176,7 @@ def shared_ray():
     temp = tempfile.mkdtemp(prefix="nasmt-ray-")  # short: Ray's socket paths live under it
     # token authentication with a token of its own: `ray start` refuses RAY_AUTH_MODE=token
     # without one, and a fresh machine (empty HOME) has no ~/.ray/auth_token
-    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    auth = dict(_SESSION_AUTH)
     env = {**os.environ, **auth}
     ray = str(Path(sys.executable).with_name("ray"))
     head = subprocess.Popen(
@@ -122,8 +194,21 @@ def shared_ray():
         yield ["--address", address]
     finally:
         _SHARED_RAY_ENV.clear()
+        if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+            sys.modules["ray"].shutdown()  # in-process searches' driver: leave before its cluster goes
         kill_session(head)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_connected(shared_ray):
+    """This process as a Ray driver on the shared cluster (where the in-process CLI calls
+    put it too: one connection per process), for tests that call Ray themselves."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=shared_ray[1], logging_level="ERROR", log_to_driver=False)
+    return shared_ray
 
 
 def session_procs(sid: int) -> list[tuple[int, str]]:

@@ -79,11 +79,13 @@ def check_out_dir(out: Path) -> None:
 def init_ray(address: str | None) -> None:
     import ray
 
-    if ray.is_initialized():
-        return
+    # Tune's settings, read when a search starts: set them also where this process joined
+    # Ray before (a program that called ray.init itself, a second search in one process)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if ray.is_initialized():
+        return
     kw = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
     # every trial failure is printed once, as one line, by the record callback (its
     # traceback is in trials/NNNNN/error.json): Tune's own per-failure tracebacks go

@@ -82,12 +82,9 @@ class OneShotRun:
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
+def ray_local(ray_connected):
+    """This process drives the session's shared Ray cluster (conftest.ray_connected)."""
+    return ray_connected
 
 
 _RUNS: dict = {}
@@ -107,7 +104,7 @@ def runs(tmp_path_factory, ray_local):
             state = B.read_state(r.dir)
             task = remote_evaluate_batch(num_cpus=1)
             items = list(enumerate(r.genomes))
-            half = len(items) // 2  # two batches: the second finds the bank loaded in its worker
+            half = len(items) // 2  # two batches (one per worker, or the second finds the bank loaded in its worker)
             out = ray.get([task.remote(handle, state, r.ctx, items[:half], RECAL, 1),
                            task.remote(handle, state, r.ctx, items[half:], RECAL, 1)])
             for batch in out:

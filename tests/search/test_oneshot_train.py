@@ -36,10 +36,9 @@ def people():
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    ray.init(address="local", num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
+def cluster(ray_connected):
+    """This process drives the session's shared Ray cluster (conftest.ray_connected)."""
+    return ray_connected
 
 
 @pytest.fixture(scope="module")
