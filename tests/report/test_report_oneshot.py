@@ -23,7 +23,7 @@ from nasmt.report.style import rounded
 from nasmt.run import TRIALS_FILE, read_trials
 
 sys.path.append(str(ROOT / "tests" / "search"))  # the one-shot run builder (tests/ has no packages)
-from test_oneshot_check import N_INHERITED, ONE_THREAD, build_oneshot_run  # noqa: E402
+from test_oneshot_check import N_INHERITED, build_oneshot_run  # noqa: E402
 
 TRAINED, FAILED = N_INHERITED, N_INHERITED + 1  # the builder's ordinary and failed records
 
@@ -38,8 +38,8 @@ def pages(tmp_path_factory):
     """(run, page before finalize and check, page after both, the check's content)."""
     run = build_oneshot_run(tmp_path_factory.mktemp("oneshot-report") / "run")
     before = _page(run)
-    nasmt("finalize", run, "--epochs", 0.05, env=ONE_THREAD)
-    nasmt("oneshot-check", run, "--n", 4, "--seed", 1, env=ONE_THREAD)
+    nasmt("finalize", run, "--epochs", 0.05)
+    nasmt("oneshot-check", run, "--n", 4, "--seed", 1)
     check = json.loads((run / O.CHECK_FILE).read_text(encoding="utf-8"))
     return run, before, _page(run), check
 

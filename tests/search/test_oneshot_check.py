@@ -49,7 +49,6 @@ STEPS_PER_TRIAL = 8  # the run's per-trial budget (config.steps)
 RUN_SEED = 2  # config.seed: trial n trains with seed RUN_SEED * SEED_STRIDE + n
 N_INHERITED = 6
 RECAL = B.Recalibration(batches=4, batch_size=64, seed=3)
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # the CLI trains with the same thread count as this process
 
 
 def _metrics(model, spec, ctx, data) -> dict:
@@ -149,7 +148,7 @@ def test_check_through_the_cli(oneshot_run):
     values the records', their from-scratch values what training that architecture for the
     run's STEPS_PER_TRIAL steps with its trial seed and evaluating it as deployed gives, and
     the correlations those of the pairs; one line printed."""
-    p = nasmt("oneshot-check", oneshot_run, "--n", 4, "--seed", 3, env=ONE_THREAD)
+    p = nasmt("oneshot-check", oneshot_run, "--n", 4, "--seed", 3)
     assert len(p.stdout.strip().splitlines()) == 1 and str(oneshot_run / CHECK_FILE) in p.stdout
     out = json.loads((oneshot_run / CHECK_FILE).read_text())
     assert out["n"] == 4 and out["steps"] == STEPS_PER_TRIAL and out["metric"] == "mean_error" and out["seconds"] >= 0
@@ -187,7 +186,7 @@ def test_repeats_report_the_noise_ceiling_of_two_real_trainings(oneshot_run, tmp
     from nasmt.search.oneshot.check import REPEAT_SEED_STEP
 
     run = _copy(oneshot_run, tmp_path)
-    p = nasmt("oneshot-check", run, "--n", 4, "--seed", 3, "--repeats", 2, env=ONE_THREAD)
+    p = nasmt("oneshot-check", run, "--n", 4, "--seed", 3, "--repeats", 2)
     out = json.loads((run / CHECK_FILE).read_text())
     cfg = json.loads((run / RUN_FILE).read_text())["config"]
     suite = load_suite(PEOPLE)
@@ -229,14 +228,14 @@ def test_epochs_flag_and_seed_choose_the_budget_and_the_draw(oneshot_run, tmp_pa
     """--epochs replaces the run's steps budget; the draw is the seeded sample of the complete
     inherited candidates (every one of them with --n equal to their count)."""
     run = _copy(oneshot_run, tmp_path)
-    nasmt("oneshot-check", run, "--n", N_INHERITED, "--epochs", 0.05, env=ONE_THREAD)
+    nasmt("oneshot-check", run, "--n", N_INHERITED, "--epochs", 0.05)
     out = json.loads((run / CHECK_FILE).read_text())
     assert out["epochs"] == 0.05 and out["steps"] is None
     assert [q["number"] for q in out["pairs"]] == list(range(N_INHERITED))
 
 
 def _bad(run: Path, *args) -> str:
-    p = nasmt("oneshot-check", run, *args, check=False, env=ONE_THREAD)
+    p = nasmt("oneshot-check", run, *args, check=False)
     assert p.returncode == 2, p.stderr
     assert p.stdout == "" and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert not (run / CHECK_FILE).exists()
