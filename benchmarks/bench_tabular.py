@@ -3,6 +3,8 @@
     python benchmarks/bench_tabular.py                 # the reduced size measured on the 2-core box
     python benchmarks/bench_tabular.py --full          # the issue's size: 3 seeds, full diamonds, more trials
     python benchmarks/bench_tabular.py --table         # README table from reports/bench_tabular.json
+    python benchmarks/bench_tabular.py --recipe-genome tasks/fair.toml --recipe-out recipe.json
+                                                       # RECIPE's genome, for `nasmt search --enqueue recipe.json`
 
 Suites: tasks/fair.toml (5 tasks), tasks/diamonds.toml (4 tasks; its training rows capped
 with n_train at the reduced size: val and test stay whole) and tasks/loans.toml (3 tasks).
@@ -11,11 +13,15 @@ Per suite and seed, on the test split, with Δm against the single-task networks
 
   mtl_search      a real `nasmt search` of search_spaces/mtl.grammar (random sampler): its pick
                   (best trial by validation mean_error) at the search budget
-  tabular_search  the same of search_spaces/tabular.grammar (when the file exists)
+  tabular_search  the same of search_spaces/tabular.grammar (when the file exists), with RECIPE (a
+                  TabM-mini-style practitioner default inside the grammar) enqueued as its first
+                  trial (--no-recipe: without it)
   mtl_final,      the same pick finalized as a user would (`nasmt finalize`'s code path,
   tabular_final   `finalize_trial`): retrained from scratch for `final_epochs` with its own
                   train rule (the tabular one early-stops on validation and keeps the best
-                  epoch, as LightGBM stops on validation), then exported
+                  epoch, as LightGBM stops on validation), then exported. tabular_final has two
+                  finalists, the search's pick and the recipe's trial: the one shipped has the
+                  lower final validation mean_error (both recorded in `finalists`)
   tabular_oneshot `--oneshot` of tabular.grammar (recorded as an error line where it fails)
   lightgbm        tuned LightGBM per task (`nasmt baselines`: the num_leaves x rate grid, early
                   stopping and the choice on validation; the chosen point per task recorded)
