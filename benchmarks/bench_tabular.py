@@ -149,10 +149,16 @@ def recipe_genome(grammar: Path, suite_path: Path, out: Path, recipe: dict = REC
 def suite_file(name: str, size: dict, work: Path) -> Path:
     """The suite file benchmarked: the repository's, or a copy with diamonds' train rows capped."""
     src = ROOT / SUITES[name]
-    if name != "diamonds" or not size["diamonds_n_train"]:
+    cap = name == "diamonds" and size["diamonds_n_train"]
+    split = size.get("split_seed")
+    if not cap and split is None:
         return src
     text = src.read_text(encoding="utf-8")
-    text = text.replace("[data]\n", f"[data]\nn_train = {size['diamonds_n_train']}\n", 1)
+    extra = (f"n_train = {size['diamonds_n_train']}\n" if cap else "") + (f"split_seed = {split}\n" if split is not None else "")
+    text = text.replace("[data]\n", f"[data]\n{extra}", 1)
+    # a CSV path is relative to the suite file: the copy names it absolutely
+    text = re.sub(r'^path = "([^"]+)"', lambda m: f'path = "{(src.parent / m.group(1)).resolve().as_posix()}"', text,
+                  count=1, flags=re.M)
     out = work / f"{name}.toml"
     out.write_text(text, encoding="utf-8")
     return out
@@ -511,6 +517,8 @@ def main():
         ap.add_argument(f"--{k.replace('_', '-')}", type=float if k.endswith("epochs") and k != "supernet_epochs" else int,
                         default=None)
     ap.add_argument("--report", default=str(REPORT), help="where to write the JSON (default reports/bench_tabular.json)")
+    ap.add_argument("--split-seed", type=int, default=None, help="benchmark every suite on another split "
+                    "(its data.split_seed; default: the suite files' own), e.g. a split the recipe was never tried on")
     ap.add_argument("--no-recipe", action="store_true", help="do not enqueue the practitioner default (RECIPE) as the "
                                                              "tabular search's first trial")
     ap.add_argument("--recipe-genome", metavar="SUITE", help="write RECIPE's genome for search_spaces/tabular.grammar "
@@ -536,6 +544,8 @@ def main():
     torch.set_num_threads(1)
     size = dict(FULL if a.full else REDUCED)
     size.update({k: getattr(a, k) for k in REDUCED if getattr(a, k) is not None})
+    if a.split_seed is not None:
+        size["split_seed"] = a.split_seed
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     t0 = time.time()
