@@ -70,6 +70,7 @@ CELLS = {  # name: (suite, grammar)
     "people": ("tasks/people.toml", "search_spaces/mtl.grammar"),
     "fair": ("tasks/fair.toml", "search_spaces/mtl.grammar"),
     "multimnist": ("tests/data/mm_small.toml", "search_spaces/conv.grammar"),
+    "multimnist_mtl": ("tests/data/mm_small.toml", "search_spaces/conv_mtl.grammar"),
 }
 # per cell: seeds, one-shot candidates N, supernet epochs E, candidate batch B, finish epochs F,
 # from-scratch trials T, per-trial epochs P, oneshot-check candidates K. Sized so the whole
@@ -79,8 +80,10 @@ BUDGETS = {
                    "scratch_trials": 24, "epochs": 2.0, "check_n": 30},
     "fair": {"seeds": 3, "candidates": 300, "supernet_epochs": 6, "candidate_batch": 100, "final_epochs": 4.0,
                  "scratch_trials": 24, "epochs": 2.0, "check_n": 30},
-    "multimnist": {"seeds": 1, "candidates": 300, "supernet_epochs": 3, "candidate_batch": 100, "final_epochs": 2.0,
+    "multimnist": {"seeds": 1, "candidates": 1000, "supernet_epochs": 3, "candidate_batch": 100, "final_epochs": 2.0,
                        "scratch_trials": 8, "epochs": 1.0, "check_n": 10},
+    "multimnist_mtl": {"seeds": 1, "candidates": 1000, "supernet_epochs": 3, "candidate_batch": 100,
+                           "final_epochs": 2.0, "scratch_trials": 8, "epochs": 1.0, "check_n": 10},
 }
 QUICK = {"seeds": 1, "candidates": 16, "supernet_epochs": 1, "candidate_batch": 16, "final_epochs": 0.5,
              "scratch_trials": 2, "epochs": 0.5, "check_n": 3}
@@ -356,7 +359,7 @@ def table(path: Path) -> str:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="toy sizes, one seed (a smoke run)")
-    ap.add_argument("--cells", default="people,fair,multimnist")
+    ap.add_argument("--cells", default="people,fair,multimnist,multimnist_mtl")
     ap.add_argument("--seeds", type=int, default=None, help="override every cell's seed count")
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--runs", default=str(ROOT / "runs" / "bench-oneshot"))
@@ -375,9 +378,11 @@ def main():
         "budget": {"machine": f"{os.cpu_count()} CPUs ({platform.machine()}), shared", "quick": a.quick,
                    "note": "sized for about 35 minutes of wall time on the shared 2-core machine (load average 6-13 "
                            "from other engineers' jobs during the measured run; compute seconds are inflated by it); "
-                           "MultiMNIST on tests/data/mm_small.toml (1024 train composites), 1 seed, 10 checked "
-                           "candidates; the measured run did people+fair in one invocation (~31 min) and MultiMNIST "
-                           "in a second one concurrently with fair (~9 min); a third invocation only re-measured "
+                           "MultiMNIST on tests/data/mm_small.toml (1024 train composites), 1 seed, 1000 candidates per "
+                           "supernet (conv.grammar and conv_mtl.grammar), 10 checked candidates; the measured run did "
+                           "people+fair in one invocation (~31 min) and MultiMNIST (then 300 candidates) in a second "
+                           "one concurrently with fair (~9 min); a fifth re-ran both MultiMNIST cells at 1000 "
+                           "candidates beside another engineer's benchmark; a third invocation only re-measured "
                            "(runs reused) and added the finish comparison over people's 3 seeds; a fourth re-ran only "
                            "oneshot-check with --repeats 2 on the same runs (its first training per candidate is the "
                            "check's own, so tau is re-measured, and the noise ceiling is added), one thread",
