@@ -57,8 +57,7 @@ def nasmt(*args, check=True, timeout=600, env=None, fresh_process=False) -> subp
     """Run the real CLI (`nasmt.cli.main`) and return what a process would: exit code,
     stdout, stderr. In this process by default (measured: a search's own interpreter,
     imports and Ray connection cost ~5 s of a 2-core machine, and the suite runs ~50 of
-    them), with stdout/stderr captured, cwd = the repository root, the shared cluster's
-    auth variables set for the call, SystemExit turned into its code and an uncaught
+    them), with stdout/stderr captured, cwd = the repository root, SystemExit turned into its code and an uncaught
     exception into exit 1 with its traceback on stderr, as the interpreter would.
     In a fresh `python -m nasmt.cli` process when `fresh_process`, when `env` is given (a
     variable a process reads at start-up) or when NASMT_TEST_FRESH_PROCESS=1 (the whole
@@ -102,9 +101,7 @@ def _in_process(args: list[str]) -> subprocess.CompletedProcess:
     from nasmt.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    saved_env = {k: os.environ.get(k) for k in _SHARED_RAY_ENV}
-    cwd = os.getcwd()
-    os.environ.update(_SHARED_RAY_ENV)
+    cwd = os.getcwd()  # the Ray auth variables are in os.environ already (_SESSION_AUTH)
     os.chdir(ROOT)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
@@ -118,11 +115,6 @@ def _in_process(args: list[str]) -> subprocess.CompletedProcess:
                 code = 1
     finally:
         os.chdir(cwd)
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return subprocess.CompletedProcess(["nasmt", *args], code or 0, out.getvalue(), err.getvalue())
 
 
