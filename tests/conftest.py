@@ -44,7 +44,6 @@ TINY_SPACE = ROOT / "search_spaces" / "tiny.grammar"
 CONV_SPACE = ROOT / "search_spaces" / "conv.grammar"
 
 
-_SHARED_RAY_ENV: dict = {}  # set once the shared cluster is up
 # Token authentication for every Ray cluster and driver of the session, set before anything
 # imports ray: Ray reads these once, when it is imported, so the in-process CLI calls
 # (`nasmt(...)`) can join the shared cluster only if they are there from the start. A fresh
@@ -66,9 +65,7 @@ def nasmt(*args, check=True, timeout=600, env=None, fresh_process=False) -> subp
     args = [str(a) for a in args]
     if (fresh_process or env or os.environ.get("NASMT_TEST_FRESH_PROCESS") == "1"
             or threading.current_thread() is not threading.main_thread()):  # cwd, stdout, Tune's registry: one at a time
-        e = dict(os.environ)
-        e.update(_SHARED_RAY_ENV)
-        e.update(env or {})
+        e = {**os.environ, **(env or {})}  # the session's Ray auth variables included
         p = subprocess.run(
             [sys.executable, "-m", "nasmt.cli", *args],
             capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=e,
@@ -166,10 +163,9 @@ def shared_ray():
     """["--address", HOST:PORT] of the session's shared Ray cluster (see the module docstring)."""
     port = free_port()
     temp = tempfile.mkdtemp(prefix="nasmt-ray-")  # short: Ray's socket paths live under it
-    # token authentication with a token of its own: `ray start` refuses RAY_AUTH_MODE=token
+    # the session's token (_SESSION_AUTH, in os.environ): `ray start` refuses RAY_AUTH_MODE=token
     # without one, and a fresh machine (empty HOME) has no ~/.ray/auth_token
-    auth = dict(_SESSION_AUTH)
-    env = {**os.environ, **auth}
+    env = dict(os.environ)
     ray = str(Path(sys.executable).with_name("ray"))
     head = subprocess.Popen(
         [ray, "start", "--head", f"--port={port}", "--include-dashboard=false", "--disable-usage-stats",
@@ -182,10 +178,8 @@ def shared_ray():
             assert head.poll() is None, f"ray start exited with {head.returncode}"
             assert time.monotonic() < deadline, "the shared Ray cluster never came up"
             time.sleep(1)
-        _SHARED_RAY_ENV.update(auth)
         yield ["--address", address]
     finally:
-        _SHARED_RAY_ENV.clear()
         if "ray" in sys.modules and sys.modules["ray"].is_initialized():
             sys.modules["ray"].shutdown()  # in-process searches' driver: leave before its cluster goes
         kill_session(head)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import _SHARED_RAY_ENV, SMALL_SUITE
+from conftest import SMALL_SUITE
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SCRIPT = ROOT / "benchmarks" / "bench_gpu.py"
@@ -37,7 +37,7 @@ def test_bench_gpu_cpu_smoke(tmp_path, shared_ray):
     p = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--smoke", "--out", str(out),
                         "--suite", str(SMALL_SUITE), *shared_ray],
                        capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
-                       env={**os.environ, **_SHARED_RAY_ENV})
+                       env=dict(os.environ))  # with the session's Ray auth variables (conftest)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     res = json.loads(out.read_text())
     assert res["benchmark"] == "bench_gpu" and res["finished"] is True and res["smoke"] is True and res["timestamp"]
