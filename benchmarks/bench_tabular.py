@@ -22,7 +22,10 @@ Per suite and seed, on the test split, with Δm against the single-task networks
                   epoch, as LightGBM stops on validation), then exported. tabular_final has two
                   finalists, the search's pick and the recipe's trial: the one shipped has the
                   lower final validation mean_error (both recorded in `finalists`)
-  tabular_oneshot `--oneshot` of tabular.grammar (recorded as an error line where it fails)
+  tabular_oneshot `--oneshot` of tabular.grammar (oneshot_candidates inherited-weight candidates
+                  after supernet_epochs; recorded as an error line where it fails); its pick by
+                  validation scored with inherited weights, and tabular_oneshot_final: that pick
+                  fine-tuned from its inherited weights for final_epochs (the one-shot finish)
   lightgbm        tuned LightGBM per task (`nasmt baselines`: the num_leaves x rate grid, early
                   stopping and the choice on validation; the chosen point per task recorded)
   mmoe, ple       the MMoE / PLE references of `nasmt baselines` (also hard-shared, single-task)
@@ -271,8 +274,10 @@ def searched(kind: str, grammar: Path, suite_path: Path, suite, data, out: Path,
         row["pick_is_recipe"] = best.number in row["recipe_trials"]
     _scored(row, out, best, suite, data, single)
     row["wall_s"] = time.time() - t0
-    if kind == "oneshot" or not size.get("final_epochs"):
+    if not size.get("final_epochs"):
         return row, None
+    if kind == "oneshot":  # the pick fine-tuned from its inherited weights (the one-shot search's own finish)
+        return row, finalized(out, best, suite, data, single, size["final_epochs"])
     # finalists: the search's pick and the enqueued recipe (a 12-epoch search favours what learns
     # fast; the recipe needs its full budget); the one shipped has the lowest *final validation*
     # mean_error, as `nasmt export --pick` chooses among finalized trials. Test never chooses.
@@ -289,14 +294,17 @@ def searched(kind: str, grammar: Path, suite_path: Path, suite, data, out: Path,
 
 
 def finalized(run: Path, best, suite, data, single: dict, epochs: float) -> dict:
-    """`best` finalized (`nasmt finalize`'s finalize_trial: from scratch, `epochs` with its own
-    train rule, on the train split), its record replaced, then exported and scored on test."""
+    """`best` finalized (`nasmt finalize`'s finalize_trial: `epochs` with its own train rule, on
+    the train split; from scratch, or from its inherited weights when it is a one-shot
+    candidate), its record replaced, then exported and scored on test."""
     from nasmt.run import load_run, replace_records
-    from nasmt.search.finalize import finalize_trial
+    from nasmt.search.finalize import _inherited_weights, finalize_trial
 
     t0 = time.time()
     try:
-        new = finalize_trial(best, load_run(run).get("config", {}), suite, data, epochs, run)
+        cfg = load_run(run)
+        init = _inherited_weights(run, cfg, [best], data).get(best.number)  # a one-shot candidate: its inherited weights
+        new = finalize_trial(best, cfg.get("config", {}), suite, data, epochs, run, init)
     except Exception as e:  # noqa: BLE001 - recorded
         return {"trial": best.number, "error": f"{type(e).__name__}: {' '.join(str(e).split())[:300]}",
                 "wall_s": time.time() - t0}
@@ -438,8 +446,12 @@ def run_suite(name: str, size: dict, grid, work: Path, oneshot: bool, recipe: bo
             print(json.dumps({name: {m: res[m].get("test_delta_m", res[m].get("error"))
                                      for m in (method, FINAL[method]) if m in res}}), flush=True)
         if oneshot and "tabular_search" in grammars:
-            res["tabular_oneshot"], _ = searched("oneshot", grammars["tabular_search"], path, suite, data,
-                                                 sw / f"tabular_oneshot-s{seed}", single, size, seed)
+            res["tabular_oneshot"], fin = searched("oneshot", grammars["tabular_search"], path, suite, data,
+                                                   sw / f"tabular_oneshot-s{seed}", single, size, seed)
+            if fin is not None:
+                res["tabular_oneshot_final"] = fin
+            print(json.dumps({name: {m: res[m].get("test_delta_m", res[m].get("error"))
+                                     for m in ("tabular_oneshot", "tabular_oneshot_final") if m in res}}), flush=True)
         seeds[str(seed)] = res
     return {"suite": SUITES[name], "suite_benchmarked": str(path.relative_to(ROOT)), "tasks": [{"name": t.name, "kind": t.kind, "metric": t.metric}
                                                             for t in suite.tasks],
@@ -457,7 +469,7 @@ def table(path: Path = REPORT) -> str:
            "latency µs/row batched / one row, 1 thread", ""]
     out.append("| suite | method | Δm | params | µs/row batched | µs one row |")
     out.append("|---|---|---|---|---|---|")
-    order = ("tabular_final", "tabular_search", "tabular_oneshot", "mtl_final", "mtl_search", LIGHTGBM, "mmoe", "ple",
+    order = ("tabular_final", "tabular_search", "tabular_oneshot_final", "tabular_oneshot", "mtl_final", "mtl_search", LIGHTGBM, "mmoe", "ple",
              "hard-shared", "single-task")
     for name, s in r["suites"].items():
         for m in order:

@@ -130,20 +130,23 @@ def shared_tensors(bank, plans: dict) -> tuple[dict, dict]:
     accounting: elements stored and elements the union of the slices covers)."""
     params = dict(bank.named_parameters())
     shapes: dict = {}
+    grouped: set = set()  # keys of reshaped pieces: first entries of every dimension (supernet_tabular)
     for sources in plans.values():
         for pieces in sources.values():
-            for k, shape in pieces:
+            for k, shape, *final in pieces:
+                grouped.update([k] if final else [])
                 old = shapes.get(k)
                 shapes[k] = tuple(shape) if old is None else tuple(max(a, b) for a, b in zip(old, shape))
-    shared = {k: _slice(params[k].detach(), s).contiguous().clone().cpu() for k, s in sorted(shapes.items())}
+    region = lambda t, k, s: _slice(t, s, s if k in grouped else None)  # noqa: E731
+    shared = {k: region(params[k].detach(), k, s).contiguous().clone().cpu() for k, s in sorted(shapes.items())}
     union = 0
     for k, t in shared.items():
         mask = torch.zeros(t.shape, dtype=torch.bool)
         for sources in plans.values():
             for pieces in sources.values():
-                for key, shape in pieces:
+                for key, shape, *_ in pieces:
                     if key == k:
-                        _slice(mask, shape).fill_(True)
+                        region(mask, k, shape).fill_(True)
         union += int(mask.sum())
     return shared, {"stored_elements": sum(t.numel() for t in shared.values()), "union_elements": union}
 
@@ -176,7 +179,7 @@ def _write(tmp: Path, final: Path, run_dir: Path, run: dict, suite, data, front:
         cands.append({
             "id": i, "trial": rec.number, "hash": spec.hash, "genome": spec.genome_dict, "sharing": spec.sharing,
             "policy": policy_summary(spec), "spec": spec.to_json(),
-            "sources": {n: [[k, list(sh)] for k, sh in pieces] for n, pieces in plans[i].items()},
+            "sources": {n: [[k, list(sh), *map(list, final)] for k, sh, *final in pieces] for n, pieces in plans[i].items()},
             "val": {t.ident: val[f"{t.ident}.{t.metric}"] for t in suite.tasks},
             "test": {t.ident: test[f"{t.ident}.{t.metric}"] for t in suite.tasks},
             "val_error": {t: val[f"{t}.error"] for t in idents}, "test_error": {t: test[f"{t}.error"] for t in idents},

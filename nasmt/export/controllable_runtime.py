@@ -34,8 +34,12 @@ MARKER = "# -- model.py copies everything below this line --"
 # -- model.py copies everything below this line --
 
 
-def slice_view(t, shape):
-    """t[:s0, :s1, centre crop of the other dims]: a view of `t` (no copy)."""
+def slice_view(t, shape, final=None):
+    """t[:s0, :s1, centre crop of the other dims]: a view of `t` (no copy). A grouped
+    weight kept in its natural shape (`final` given): the first entries of every
+    dimension, reshaped to `final` (a copy where the slice is not contiguous)."""
+    if final is not None:
+        return t[tuple(slice(0, s) for s in shape)].reshape(tuple(final))
     idx = [slice(0, shape[0])]
     if len(shape) > 1:
         idx.append(slice(0, shape[1]))
@@ -55,7 +59,7 @@ def bind(structure, sources, shared, own, prefix):
     its `shared` tensor (PLE gates: the concatenation of their pieces), each buffer its
     own tensor `own[prefix + name]`. Every tensor must be given."""
     for name, pieces in sources.items():
-        parts = [slice_view(shared[k], tuple(shape)) for k, shape in pieces]
+        parts = [slice_view(shared[k], tuple(shape), *final) for k, shape, *final in pieces]
         t = parts[0] if len(parts) == 1 else torch.cat(parts, 0)
         mod, leaf = _owner(structure, name)
         mod._parameters[leaf] = nn.Parameter(t, requires_grad=False)

@@ -40,8 +40,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from nasmt.model.build import build, readers, units
+from nasmt.model.build import build, fit_inputs, readers, units
 from nasmt.model.supernet_specs import RandomTrial, extreme_spec, random_specs, trace  # noqa: F401 (re-exported)
+from nasmt.model.supernet_tabular import init_tensor, needs_fit, tabular_kind, tabular_pieces
 from nasmt.space import derive as D
 from nasmt.space.nodes import Grammar
 from nasmt.space.spec import ArchSpec
@@ -149,11 +150,14 @@ def plan_sources(grammar: Grammar, spec: ArchSpec, split: bool = False) -> _Plan
                 if path is None:
                     raise ValueError(f"supernet: no derivation position for {u.group}.{c}.{rest}")
                 mod = owners[rest.rpartition(".")[0]]
-                kind = "bn" if isinstance(mod, nn.modules.batchnorm._BatchNorm) else "weight"
+                kind = tabular_kind(m, rest, mod) or ("bn" if isinstance(mod, nn.modules.batchnorm._BatchNorm) else "weight")
+                raw = tabular_pieces(rest, tuple(p.shape), m)
+                if raw is None:
+                    raw = [(sub, shape, None) for sub, shape in _pieces(rest, tuple(p.shape), m, slot_readers.get(u.group, []))]
                 pieces = []
-                for sub, shape in _pieces(rest, tuple(p.shape), m, slot_readers.get(u.group, [])):
+                for sub, shape, final in raw:
                     k = f"{at}.{sub}"
-                    pieces.append((k, tuple(shape)))
+                    pieces.append((k, tuple(shape)) if final is None else (k, tuple(shape), tuple(final)))
                     kinds[k] = kind
                 sources[f"{u.group}.{c}.{rest}"] = pieces
     return _Plan(sources, kinds)
@@ -165,8 +169,12 @@ def _unsplit(key: str) -> str:
     return f"{head}.{rest.partition('.')[2]}" if at else key
 
 
-def _slice(t: torch.Tensor, shape: tuple) -> torch.Tensor:
-    """bank[:s0, :s1, centre k x k]: first rows / columns, centre crop of kernels."""
+def _slice(t: torch.Tensor, shape: tuple, final: tuple | None = None) -> torch.Tensor:
+    """bank[:s0, :s1, centre k x k]: first rows / columns, centre crop of kernels. A
+    reshaped piece (`final` given: a grouped weight kept in its natural shape, see
+    supernet_tabular): the first entries of every dimension, reshaped to `final`."""
+    if final is not None:
+        return t[tuple(slice(0, s) for s in shape)].reshape(final)
     idx = [slice(0, shape[0])]
     if len(shape) > 1:
         idx.append(slice(0, shape[1]))
@@ -193,24 +201,26 @@ class SuperNet(nn.Module):
     """
 
     def __init__(self, grammar: Grammar, tasks, input_shape, n_outputs, n_samples: int = SIZING_SAMPLES,
-                 seed: int = 0, specs=(), split: bool = False):
+                 seed: int = 0, specs=(), split: bool = False, columns: tuple[int, ...] = ()):
         super().__init__()
         self.grammar, self.tasks, self.split = grammar, list(tasks), bool(split)
         self.input_shape, self.n_outputs = tuple(input_shape), dict(n_outputs)
+        self.columns = tuple(int(c) for c in columns)  # the tabular column layout (embeddings read it)
         self._cache: OrderedDict = OrderedDict()  # (hash, genome) -> (structure, plan); not submodules
         self.active: ArchSpec | None = None
-        extremes = {m: extreme_spec(grammar, self.tasks, self.input_shape, self.n_outputs, m) for m in ("max", "min")}
+        self.fit_x: torch.Tensor | None = None  # training inputs, for candidates with fitted encodings (plenc)
+        extremes = {m: extreme_spec(grammar, self.tasks, self.input_shape, self.n_outputs, m, self.columns) for m in ("max", "min")}
         every = [extremes["max"], extremes["min"], *specs,
-                 *random_specs(grammar, self.tasks, self.input_shape, self.n_outputs, n_samples, seed)]
+                 *random_specs(grammar, self.tasks, self.input_shape, self.n_outputs, n_samples, seed, self.columns)]
         shapes: dict = {}
         kinds: dict = {}
         sizes = []
         for s in every:
             plan = plan_sources(grammar, s, self.split)
             kinds.update(plan.kinds)
-            sizes.append(sum(math.prod(sh) for pieces in plan.sources.values() for _, sh in pieces))
+            sizes.append(sum(math.prod(sh) for pieces in plan.sources.values() for _, sh, *_ in pieces))
             for pieces in plan.sources.values():
-                for k, shape in pieces:
+                for k, shape, *_ in pieces:
                     old = shapes.get(k)
                     shapes[k] = shape if old is None else tuple(max(a, b) for a, b in zip(old, shape))
         if self.split:  # a split tensor's outputs (dim 0) as many as its position's over every source seen
@@ -226,29 +236,20 @@ class SuperNet(nn.Module):
         self.keys = sorted(shapes)
         for k in self.keys:
             t = torch.empty(shapes[k])
-            if kinds[k] == "bn":
-                nn.init.ones_(t) if k.endswith("weight") else nn.init.zeros_(t)
-            elif t.dim() > 1:  # as nn.Conv2d / nn.Linear initialize, at the largest shape
-                nn.init.kaiming_uniform_(t, a=math.sqrt(5), generator=gen)
-            else:
-                fan_in = self._fan_in(k, shapes)
-                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-                nn.init.uniform_(t, -bound, bound, generator=gen)
+            init_tensor(t, k, kinds[k], shapes, gen)  # as the op's module initializes it, at the largest shape
             parts = k.split(".")
             _node(self, parts[:-1]).register_parameter(parts[-1], nn.Parameter(t))
 
-    @staticmethod
-    def _fan_in(bias_key: str, shapes: dict) -> int:
-        w = shapes.get(bias_key[: -len("bias")] + "weight")
-        return int(math.prod(w[1:])) if w is not None else 0
-
     @classmethod
     def for_suite(cls, grammar: Grammar, suite, data, **kw) -> SuperNet:
-        return cls(grammar, suite.tasks, data.input_shape, data.n_outputs, **kw)
+        bank = cls(grammar, suite.tasks, data.input_shape, data.n_outputs, columns=tuple(data.columns), **kw)
+        if needs_fit(grammar):  # input encodings fitted on the train split, as `train` fits them
+            bank.fit_x = torch.from_numpy(data.x["train"])
+        return bank
 
     def derive(self, trial) -> ArchSpec:
         """A derivation of the bank's grammar for its tasks, answered by `trial`."""
-        return D.derive(self.grammar, trial, self.tasks, self.input_shape, self.n_outputs)
+        return D.derive(self.grammar, trial, self.tasks, self.input_shape, self.n_outputs, self.columns)
 
     def candidate(self, spec: ArchSpec) -> tuple[nn.Module, _Plan]:
         """The cached structure of `spec` (its own BatchNorm statistics) and its plan."""
@@ -259,6 +260,11 @@ class SuperNet(nn.Module):
             # structure was cached never shifts the random draws that follow (dropout masks)
             with torch.random.fork_rng(devices=[]):
                 hit = (build(spec), plan_sources(self.grammar, spec, self.split))
+            if any(hasattr(m, "fit") for m in hit[0].modules()):
+                if self.fit_x is None:
+                    raise ValueError("supernet: this candidate fits its input encodings on the training inputs; "
+                                     "build the bank with SuperNet.for_suite (or set .fit_x)")
+                fit_inputs(hit[0], self.fit_x)
             if set(hit[1].sources) != {n for n, _ in hit[0].named_parameters()}:  # build and units disagree
                 raise RuntimeError("supernet: the plan does not cover build(spec)'s parameters")
             self._cache[key] = hit
@@ -280,7 +286,7 @@ class SuperNet(nn.Module):
         sample: a rare unseen combination may need more, e.g. a flatten's input)."""
         params = {n: p.shape for n, p in self.named_parameters()}
         for pieces in plan_sources(self.grammar, spec, self.split).sources.values():
-            for k, shape in pieces:
+            for k, shape, *_ in pieces:
                 if k not in params or any(a > b for a, b in zip(shape, params[k])):
                     return False
         return True
@@ -292,12 +298,12 @@ class SuperNet(nn.Module):
         out = {}
         for name, pieces in plan.sources.items():
             ts = []
-            for k, shape in pieces:
+            for k, shape, *final in pieces:
                 t = params.get(k)
                 if t is None or any(a > b for a, b in zip(shape, t.shape)):
                     raise ValueError(f"supernet: {k} needs {shape}, the bank holds "
                                      f"{None if t is None else tuple(t.shape)}; pass the spec when building the bank")
-                ts.append(_slice(t, shape))
+                ts.append(_slice(t, shape, *final))
             out[name] = ts[0] if len(ts) == 1 else torch.cat(ts, 0)
         return out
 

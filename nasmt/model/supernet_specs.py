@@ -129,10 +129,11 @@ def trace(grammar: Grammar, spec: ArchSpec) -> Trace:
     return Trace(pos, w.alt_rules)
 
 
-def random_specs(grammar: Grammar, tasks, input_shape, n_outputs, n: int, seed: int = 0) -> list[ArchSpec]:
-    """`n` random derivations (RandomTrial, seeded)."""
+def random_specs(grammar: Grammar, tasks, input_shape, n_outputs, n: int, seed: int = 0,
+                 columns: tuple[int, ...] = ()) -> list[ArchSpec]:
+    """`n` random derivations (RandomTrial, seeded); `columns`: the tabular column layout."""
     rng = random.Random(seed)
-    return [D.derive(grammar, RandomTrial(rng), tasks, input_shape, n_outputs) for _ in range(n)]
+    return [D.derive(grammar, RandomTrial(rng), tasks, input_shape, n_outputs, columns) for _ in range(n)]
 
 
 def n_params(spec: ArchSpec) -> int:
@@ -141,7 +142,7 @@ def n_params(spec: ArchSpec) -> int:
         return sum(p.numel() for p in build(spec).parameters())
 
 
-def extreme_spec(grammar: Grammar, tasks, input_shape, n_outputs, mode: str = "max") -> ArchSpec:
+def extreme_spec(grammar: Grammar, tasks, input_shape, n_outputs, mode: str = "max", columns: tuple[int, ...] = ()) -> ArchSpec:
     """The largest ('max') or smallest ('min') architecture of the grammar: every numeric
     choice at its max / min (ExtremeTrial), and each rule's alternative chosen greedily, in
     derivation order, as the one giving the most / fewest parameters (passes until no
@@ -150,7 +151,7 @@ def extreme_spec(grammar: Grammar, tasks, input_shape, n_outputs, mode: str = "m
     better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
     done: set = set()
     for _ in range(8):
-        spec = D.derive(grammar, ExtremeTrial(mode, fixed), tasks, input_shape, n_outputs)
+        spec = D.derive(grammar, ExtremeTrial(mode, fixed), tasks, input_shape, n_outputs, columns)
         todo = [(d, r) for d, r in trace(grammar, spec).alt_rules.items() if d not in done]
         if not todo:
             return spec
@@ -159,12 +160,12 @@ def extreme_spec(grammar: Grammar, tasks, input_shape, n_outputs, mode: str = "m
             best, best_n = None, None
             for a in rule.alts:
                 trial = {**fixed, d: rule.answer(a.label)}
-                s = D.derive(grammar, ExtremeTrial(mode, trial), tasks, input_shape, n_outputs)
+                s = D.derive(grammar, ExtremeTrial(mode, trial), tasks, input_shape, n_outputs, columns)
                 k = n_params(s)
                 if best_n is None or better(k, best_n):
                     best, best_n = rule.answer(a.label), k
             fixed[d] = best
             done.add(d)
-    return D.derive(grammar, ExtremeTrial(mode, fixed), tasks, input_shape, n_outputs)
+    return D.derive(grammar, ExtremeTrial(mode, fixed), tasks, input_shape, n_outputs, columns)
 
 

@@ -1,6 +1,6 @@
 """The one-shot weight bank (nasmt.model.supernet) and sandwich training
 (nasmt.train.supernet) on the shipped grammars: conv / conv_mtl on real MultiMNIST (the
-`mm` fixture), mlp / mtl on tasks/people.toml."""
+`mm` fixture), mlp / mtl / tabular on tasks/people.toml."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def bank_of(name, suite, data):
     """(bank, its 10 test specs), built once per grammar for the module."""
     if name not in _BANKS:
         g = load_grammar(SPACES / f"{name}.grammar")
-        specs = random_specs(g, suite.tasks, data.input_shape, data.n_outputs, N_SPECS, seed=11)
+        specs = random_specs(g, suite.tasks, data.input_shape, data.n_outputs, N_SPECS, seed=11, columns=data.columns)
         torch.manual_seed(0)
         _BANKS[name] = (SuperNet.for_suite(g, suite, data, n_samples=SIZING, specs=specs), specs)
     return _BANKS[name]
@@ -52,7 +52,7 @@ def _replay(bank, genome):
     return bank.derive(optuna.trial.FixedTrial(genome))
 
 
-@pytest.mark.parametrize("name", ["conv", "conv_mtl", "mlp", "mtl"])
+@pytest.mark.parametrize("name", ["conv", "conv_mtl", "mlp", "mtl", "tabular"])
 def test_extract_equals_bank_forward_and_build(name, mm, people):
     """(a) extract(spec) computes exactly what the bank computes for spec (eval mode, the
     structure's recalibrated BatchNorm statistics); (b) it is build(spec)'s structure:
@@ -79,7 +79,7 @@ def test_extract_equals_bank_forward_and_build(name, mm, people):
         bank_ptrs = {p.data_ptr() for p in bank.parameters()}
         assert not any(p.data_ptr() in bank_ptrs for p in net.parameters())
     bank.train()
-    if name in ("conv_mtl", "mtl"):
+    if name in ("conv_mtl", "mtl", "tabular"):
         assert families - {"hard"}, "the sample should hold an expert mixture or a task group"
 
 

@@ -34,20 +34,6 @@ REQUEUED_ATTR = "nasmt_requeued_from"  # user attr of a genome asked again after
 MAX_BANK_PARAMS = 100_000_000  # a bank above this (fp32: 400 MB per copy) is refused
 
 
-def refuse_unshared_ops(grammar) -> None:
-    """UserError (one line) when the grammar names an op the supernet's weight bank has no
-    slicing rule for (the tabular ops of issue 17)."""
-    from nasmt.space.nodes import Op
-    from nasmt.space.vocab import STEM_OPS
-
-    for r in grammar.rules.values():
-        for a in r.alts:
-            for it in a.items:
-                if isinstance(it.atom, Op) and (it.atom.name in STEM_OPS or it.atom.name == "resblock"):
-                    raise UserError(f"--oneshot: {grammar.file}:{it.atom.line}:{it.atom.col}: op '{it.atom.name}' has no "
-                                    "weight sharing in the supernet yet; search this grammar without --oneshot")
-
-
 def run_oneshot(cfg: SearchConfig, resume: bool = False, done: int = 0, failed: int = 0) -> Path:
     """The one-shot search (see the module docstring); `done`/`failed` as counted by
     `prepare_resume` when resuming."""
@@ -61,7 +47,6 @@ def run_oneshot(cfg: SearchConfig, resume: bool = False, done: int = 0, failed: 
     out = Path(cfg.out)
     say = _say(cfg.quiet)
     grammar, suite, objectives, data = prepare(cfg)
-    refuse_unshared_ops(grammar)
     settings = BankSettings(seed=cfg.seed, split=cfg.supernet_split)
     if not resume:
         check_bank_size(grammar, suite, data, settings)
@@ -110,7 +95,7 @@ def _space(grammar, suite, data):
 
     return functools.partial(define_space, grammar_text=grammar.text, grammar_file=grammar.file,
                              tasks=tuple(t.ident for t in suite.tasks), input_shape=tuple(data.input_shape),
-                             n_outputs=dict(data.n_outputs))
+                             n_outputs=dict(data.n_outputs), columns=tuple(data.columns))
 
 
 def requeue_interrupted(adapter, trials: list[TrialRecord]) -> int:
