@@ -1,10 +1,11 @@
-"""Phase 1 of a one-shot search: the supernet's training through Ray Train, resumable per epoch.
+"""Phase 1 of a one-shot search: the supernet's training through Ray, resumable per epoch.
 
 `train_phase` runs `nasmt.train.supernet`'s sandwich rule (the one training loop, one call
-per epoch) in a Ray Train `TorchTrainer`: `workers` data-parallel workers (gloo on CPU,
-nccl on GPU, the process group is Ray Train's), each building the same bank (same
+per epoch) in a Ray Train `TorchTrainer` when `workers` > 1: data-parallel workers (gloo on
+CPU, nccl on GPU, the process group is Ray Train's), each building the same bank (same
 `BankSettings`: identical shapes and initial values) and training on its own shard of the
-train split (rows rank::workers) in its own batch order. Every step:
+train split (rows rank::workers) in its own batch order; one worker is a plain Ray task
+(`_single_worker`: Ray Train's start and stop cost a one-worker fit ~30 s here). Every step:
 
 * all workers draw the SAME candidates (the sandwich hook is seeded by seed and epoch,
   not by rank), so their gradients are of one objective;
@@ -150,6 +151,18 @@ def _worker(cfg: dict) -> None:
     run_epochs(cfg, ctx.get_world_rank(), ctx.get_world_size(), dev, get(cfg["bank_ref"]), get(cfg["optim_ref"]), write)
 
 
+def _single_worker(cfg: dict) -> None:
+    """`--supernet-workers 1`: a plain Ray task runs the epochs (no Ray Train, no process group)."""
+    import ray
+    import torch
+
+    torch.set_num_threads(cfg["threads"])
+    dev = torch.device("cuda") if cfg["gpu"] else torch.device("cpu")
+    get = lambda ref: ray.get(ref) if ref is not None else None
+    write = lambda blob, state, extra: ray.get(cfg["sink"].write_supernet.remote(blob, state, extra))
+    run_epochs(cfg, 0, 1, dev, get(cfg["bank_ref"]), get(cfg["optim_ref"]), write)
+
+
 def run_epochs(cfg: dict, rank: int, world: int, dev, bank_blob: bytes | None, optim_blob: bytes | None, write) -> None:
     """The epochs `cfg['start'] + 1 .. cfg['epochs']` on this worker; rank 0 hands each
     epoch's checkpoint to `write(bank bytes, state, {file: bytes})`."""
@@ -273,26 +286,6 @@ def run_epochs(cfg: dict, rank: int, world: int, dev, bank_blob: bytes | None, o
 
 # -- the driver side ---------------------------------------------------------------------------
 
-def _trainer_class():
-    """TorchTrainer without Ray Train's detached PlacementGroupCleaner. That actor only
-    matters when the controller dies ungracefully (the run's placement group is released
-    with the job anyway); it costs a 12 s stop timeout per fit on Ray 2.60, and its
-    state-API look-ups go to the newest Ray instance on the machine when several run
-    ('Found multiple active Ray instances'), which may not be this one."""
-    from ray.train.torch import TorchTrainer
-
-    try:
-        from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
-    except ImportError:  # another Ray version: the stock trainer
-        return TorchTrainer
-
-    class _Trainer(TorchTrainer):
-        def _create_default_callbacks(self):
-            return [c for c in super()._create_default_callbacks() if not isinstance(c, PlacementGroupCleanerCallback)]
-
-    return _Trainer
-
-
 def _check_resumable(state: dict, settings: BankSettings, wanted: dict) -> None:
     if {**asdict(BankSettings()), **state["bank"]} != asdict(settings):  # an older state.json: no `split`
         raise ValueError(f"supernet: the run's bank was sized with {state['bank']}, not {asdict(settings)}; "
@@ -375,7 +368,13 @@ def train_phase(run_dir, grammar, suite, *, epochs: int, batch_size: int, lr: fl
         f"{' with simulated quantization' if quantize else ''}")
     watcher.start()
     try:
-        trainer = _trainer_class()(
+        if int(workers) == 1:  # a plain Ray task (no DDP to set up): Ray Train only for several workers
+            task = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_retries=0)(_single_worker)
+            ray.get(task.remote(cfg))
+            return _final(run_dir, epochs)
+        from nasmt.search.oneshot.ray_train import trainer_class
+
+        trainer = trainer_class()(
             _worker, train_loop_config=cfg,
             scaling_config=ScalingConfig(num_workers=int(workers), use_gpu=gpus_per_worker > 0,
                                          resources_per_worker=res),
@@ -389,6 +388,10 @@ def train_phase(run_dir, grammar, suite, *, epochs: int, batch_size: int, lr: fl
         shutil.rmtree(tmp, ignore_errors=True)
         if own_sink:
             ray.kill(sink)
+    return _final(run_dir, epochs)
+
+
+def _final(run_dir: Path, epochs: int) -> dict:
     final = read_state(run_dir)
     if final is None or final["epochs_done"] < epochs:
         raise RuntimeError(f"supernet: training ended at epoch {0 if final is None else final['epochs_done']} "
