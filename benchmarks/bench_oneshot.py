@@ -1,6 +1,6 @@
 """One-shot search (issue 16) against a from-scratch random search of the same suite.
 
-    python benchmarks/bench_oneshot.py [--quick] [--cells people,fair,multimnist] [--seeds N]
+    python benchmarks/bench_oneshot.py [--quick] [--cells people,fair,multimnist,multimnist_mtl,people_tabular] [--seeds N]
     python benchmarks/bench_oneshot.py --table      # README table from reports/bench_oneshot.json
 
 For each cell (suite + grammar) and seed, two real `nasmt search` runs through the CLI:
@@ -71,6 +71,7 @@ CELLS = {  # name: (suite, grammar)
     "fair": ("tasks/fair.toml", "search_spaces/mtl.grammar"),
     "multimnist": ("tests/data/mm_small.toml", "search_spaces/conv.grammar"),
     "multimnist_mtl": ("tests/data/mm_small.toml", "search_spaces/conv_mtl.grammar"),
+    "people_tabular": ("tasks/people.toml", "search_spaces/tabular.grammar"),
 }
 # per cell: seeds, one-shot candidates N, supernet epochs E, candidate batch B, finish epochs F,
 # from-scratch trials T, per-trial epochs P, oneshot-check candidates K. Sized so the whole
@@ -84,6 +85,8 @@ BUDGETS = {
                        "scratch_trials": 8, "epochs": 1.0, "check_n": 10},
     "multimnist_mtl": {"seeds": 1, "candidates": 1000, "supernet_epochs": 3, "candidate_batch": 100,
                            "final_epochs": 2.0, "scratch_trials": 8, "epochs": 1.0, "check_n": 10},
+    "people_tabular": {"seeds": 3, "candidates": 300, "supernet_epochs": 6, "candidate_batch": 100, "final_epochs": 4.0,
+                       "scratch_trials": 24, "epochs": 2.0, "check_n": 30},
 }
 QUICK = {"seeds": 1, "candidates": 16, "supernet_epochs": 1, "candidate_batch": 16, "final_epochs": 0.5,
              "scratch_trials": 2, "epochs": 0.5, "check_n": 3}
@@ -359,7 +362,7 @@ def table(path: Path) -> str:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="toy sizes, one seed (a smoke run)")
-    ap.add_argument("--cells", default="people,fair,multimnist,multimnist_mtl")
+    ap.add_argument("--cells", default="people,fair,multimnist,multimnist_mtl,people_tabular")
     ap.add_argument("--seeds", type=int, default=None, help="override every cell's seed count")
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--runs", default=str(ROOT / "runs" / "bench-oneshot"))
