@@ -22,7 +22,9 @@ keyed by the reader (task ident or `group.<g>`), not by its slot; a PLE gate's r
 assembled from a shared-expert block and an own-expert block, so changing one count does
 not shift the other's rows. BatchNorm's affine parameters are sliced like weights; running
 statistics are not shared: each candidate structure keeps its own (recalibrate them with
-`SuperNet.recalibrate` / `recalibrate_bn` before judging it).
+`SuperNet.recalibrate` / `recalibrate_bn` before judging it). The tabular ops' rules (per
+sigma / bin count, per-column slices of grouped weights kept in their natural shape: a piece
+`(key, bank shape, candidate shape)`, fitted bins per structure) are in `supernet_tabular`.
 
 A candidate's structure is `build(spec)`, an ordinary MultiTaskNet: `SuperNet.forward`
 runs it with bank slices through `torch.func.functional_call` (gradients reach the bank);

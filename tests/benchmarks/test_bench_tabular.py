@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "reports" / "bench_tabular.json"
 METHODS = {"single-task", "hard-shared", "mmoe", "ple", "lightgbm", "mtl_search", "mtl_final", "tabular_search",
-           "tabular_final"}
+           "tabular_final", "tabular_oneshot", "tabular_oneshot_final"}
 
 
 def _report() -> dict:
@@ -51,9 +51,14 @@ def test_report_structure():
             for c in gb["chosen"].values():
                 assert c["num_leaves"] in r["gbdt_grid"]["num_leaves"]
                 assert c["learning_rate"] in r["gbdt_grid"]["learning_rate"]
-            for m in ("mtl_search", "tabular_search"):
+            for m in ("mtl_search", "tabular_search", "tabular_oneshot"):
                 if m in seed and "error" not in seed[m]:
                     assert seed[m]["trials_complete"] >= 1 and seed[m]["spec"]["space"]
+            assert seed["tabular_oneshot"]["trials_complete"] == r["size"]["oneshot_candidates"]
+            one, fin = seed["tabular_oneshot"], seed["tabular_oneshot_final"]  # the one-shot pick, fine-tuned
+            assert fin["trial"] == one["trial"] and fin["spec"]["hash"] == one["spec"]["hash"]
+            assert fin["search_val_mean_error"] == one["val_mean_error"]
+            assert 0 < fin["epochs_trained"] <= r["size"]["final_epochs"] == fin["final_epochs"]
             for m, searched in (("mtl_final", "mtl_search"), ("tabular_final", "tabular_search")):
                 fin = seed[m]  # the search's pick (same trial, same architecture) or the enqueued recipe, finalized
                 assert 0 < fin["epochs_trained"] <= r["size"]["final_epochs"] == fin["final_epochs"]

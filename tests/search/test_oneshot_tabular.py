@@ -1,9 +1,12 @@
 """`nasmt search --oneshot` of tabular.grammar through the real CLI on people.toml (small
 budget): the supernet trains in a Ray Train worker over the tabular ops (embeddings,
 ensembles, residual blocks), candidates are scored with inherited weights, and the front is
-fine-tuned from them with the fitted piecewise-linear bins the candidate was scored with."""
+fine-tuned from them with the fitted piecewise-linear bins the candidate was scored with; the
+controllable export of its front binds the per-column (grouped) weights from one shared copy."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import torch
@@ -41,3 +44,10 @@ def test_a_tabular_oneshot_search_trains_scores_and_finishes(tmp_path, shared_ra
         for name, m in inherited.named_modules():
             if isinstance(m, O.PiecewiseLinear):
                 assert torch.equal(saved[f"{name}.lo"], m.lo) and int(saved[f"{name}.fitted"]) == 1
+
+    # the front as one controllable network: grouped per-column weights reshaped from the shared
+    # tensors in model.py compute what each extracted candidate computes
+    nasmt("export", out, "--controllable", "--out", tmp_path / "ctl")
+    doc = json.loads((tmp_path / "ctl" / "front.json").read_text())
+    assert doc["candidates"] and all(c["check"]["max_abs_diff_vs_extracted"] == 0.0 for c in doc["candidates"])
+    assert any(len(p) == 3 for c in doc["candidates"] for ps in c["sources"].values() for p in ps)
