@@ -130,7 +130,7 @@ def shared_tensors(bank, plans: dict) -> tuple[dict, dict]:
     accounting: elements stored and elements the union of the slices covers)."""
     params = dict(bank.named_parameters())
     shapes: dict = {}
-    grouped: set = set()  # keys of reshaped pieces: first entries of every dimension (supernet_tabular)
+    grouped: set = set()  # keys of reshaped / mapped pieces: stored as first entries of every dimension
     for sources in plans.values():
         for pieces in sources.values():
             for k, shape, *final in pieces:
@@ -144,8 +144,10 @@ def shared_tensors(bank, plans: dict) -> tuple[dict, dict]:
         mask = torch.zeros(t.shape, dtype=torch.bool)
         for sources in plans.values():
             for pieces in sources.values():
-                for key, shape, *_ in pieces:
-                    if key == k:
+                for key, shape, *rest in pieces:
+                    if key == k and len(rest) > 1:  # a mapped piece: its first rows, its columns
+                        mask[: shape[0], list(rest[1])] = True
+                    elif key == k:
                         region(mask, k, shape).fill_(True)
         union += int(mask.sum())
     return shared, {"stored_elements": sum(t.numel() for t in shared.values()), "union_elements": union}
@@ -179,7 +181,8 @@ def _write(tmp: Path, final: Path, run_dir: Path, run: dict, suite, data, front:
         cands.append({
             "id": i, "trial": rec.number, "hash": spec.hash, "genome": spec.genome_dict, "sharing": spec.sharing,
             "policy": policy_summary(spec), "spec": spec.to_json(),
-            "sources": {n: [[k, list(sh), *map(list, final)] for k, sh, *final in pieces] for n, pieces in plans[i].items()},
+            "sources": {n: [[k, list(sh), *(None if x is None else list(x) for x in rest)] for k, sh, *rest in pieces]
+                        for n, pieces in plans[i].items()},
             "val": {t.ident: val[f"{t.ident}.{t.metric}"] for t in suite.tasks},
             "test": {t.ident: test[f"{t.ident}.{t.metric}"] for t in suite.tasks},
             "val_error": {t: val[f"{t}.error"] for t in idents}, "test_error": {t: test[f"{t}.error"] for t in idents},

@@ -34,10 +34,13 @@ MARKER = "# -- model.py copies everything below this line --"
 # -- model.py copies everything below this line --
 
 
-def slice_view(t, shape, final=None):
+def slice_view(t, shape, final=None, cols=None):
     """t[:s0, :s1, centre crop of the other dims]: a view of `t` (no copy). A grouped
     weight kept in its natural shape (`final` given): the first entries of every
-    dimension, reshaped to `final` (a copy where the slice is not contiguous)."""
+    dimension, reshaped to `final` (a copy where the slice is not contiguous). The layer
+    reading a tabular stem (`cols` given): the first s0 rows, those columns (a copy)."""
+    if cols is not None:
+        return t[: shape[0]].index_select(1, torch.as_tensor(cols, device=t.device))
     if final is not None:
         return t[tuple(slice(0, s) for s in shape)].reshape(tuple(final))
     idx = [slice(0, shape[0])]

@@ -44,7 +44,7 @@ from torch.func import functional_call
 
 from nasmt.model.build import build, fit_inputs, readers, units
 from nasmt.model.supernet_specs import RandomTrial, extreme_spec, random_specs, trace  # noqa: F401 (re-exported)
-from nasmt.model.supernet_tabular import init_tensor, needs_fit, tabular_kind, tabular_pieces
+from nasmt.model.supernet_tabular import StemLayout, init_tensor, needs_fit, tabular_kind, tabular_pieces
 from nasmt.space import derive as D
 from nasmt.space.nodes import Grammar
 from nasmt.space.spec import ArchSpec
@@ -135,6 +135,7 @@ def plan_sources(grammar: Grammar, spec: ArchSpec, split: bool = False) -> _Plan
     count: dict = {}
     op_index: dict = {}
     feats: dict = {}  # unit group -> feature id of its output so far
+    layout = StemLayout.of(grammar, spec)  # tabular stems: the canonical columns the stem's reader sees
     for u in us:
         j = op_index.get(u.group, 0)
         op_index[u.group] = j + 1
@@ -145,6 +146,7 @@ def plan_sources(grammar: Grammar, spec: ArchSpec, split: bool = False) -> _Plan
         keyed = split and not u.group.startswith("trunk.")
         at = f"{path}@{str(feat_in).replace('.', ':')}" if keyed else path
         for m in u.modules:
+            reads = layout.reads(u.group, m) if layout else None
             c = count.get(u.group, 0)
             count[u.group] = c + 1
             owners = dict(m.named_modules())
@@ -153,15 +155,18 @@ def plan_sources(grammar: Grammar, spec: ArchSpec, split: bool = False) -> _Plan
                     raise ValueError(f"supernet: no derivation position for {u.group}.{c}.{rest}")
                 mod = owners[rest.rpartition(".")[0]]
                 kind = tabular_kind(m, rest, mod) or ("bn" if isinstance(mod, nn.modules.batchnorm._BatchNorm) else "weight")
-                raw = tabular_pieces(rest, tuple(p.shape), m)
+                raw = tabular_pieces(rest, tuple(p.shape), m, reads)
                 if raw is None:
-                    raw = [(sub, shape, None) for sub, shape in _pieces(rest, tuple(p.shape), m, slot_readers.get(u.group, []))]
+                    raw = [(sub, sh, None, None) for sub, sh in _pieces(rest, tuple(p.shape), m, slot_readers.get(u.group, []))]
                 pieces = []
-                for sub, shape, final in raw:
+                for sub, shape, final, cols in raw:
                     k = f"{at}.{sub}"
-                    pieces.append((k, tuple(shape)) if final is None else (k, tuple(shape), tuple(final)))
+                    extra = (tuple(final),) if final is not None else (None, tuple(cols)) if cols is not None else ()
+                    pieces.append((k, tuple(shape), *extra))
                     kinds[k] = kind
                 sources[f"{u.group}.{c}.{rest}"] = pieces
+            if layout:
+                layout.after(u.group, m)
     return _Plan(sources, kinds)
 
 
@@ -171,10 +176,13 @@ def _unsplit(key: str) -> str:
     return f"{head}.{rest.partition('.')[2]}" if at else key
 
 
-def _slice(t: torch.Tensor, shape: tuple, final: tuple | None = None) -> torch.Tensor:
+def _slice(t: torch.Tensor, shape: tuple, final: tuple | None = None, cols: tuple | None = None) -> torch.Tensor:
     """bank[:s0, :s1, centre k x k]: first rows / columns, centre crop of kernels. A
     reshaped piece (`final` given: a grouped weight kept in its natural shape, see
-    supernet_tabular): the first entries of every dimension, reshaped to `final`."""
+    supernet_tabular): the first entries of every dimension, reshaped to `final`. A mapped
+    piece (`cols`: the stem reader's canonical columns): the first rows, those columns."""
+    if cols is not None:
+        return t[: shape[0]].index_select(1, torch.as_tensor(cols, device=t.device))
     if final is not None:
         return t[tuple(slice(0, s) for s in shape)].reshape(final)
     idx = [slice(0, shape[0])]
@@ -184,6 +192,12 @@ def _slice(t: torch.Tensor, shape: tuple, final: tuple | None = None) -> torch.T
         off = (t.shape[d] - shape[d]) // 2
         idx.append(slice(off, off + shape[d]))
     return t[tuple(idx)]
+
+
+def _numel(piece: tuple) -> int:
+    """Elements of the candidate tensor a plan piece gives."""
+    shape = piece[1]
+    return shape[0] * len(piece[3]) if len(piece) > 3 else math.prod(shape)
 
 
 def _node(root: nn.Module, parts: list[str]) -> nn.Module:
@@ -220,7 +234,7 @@ class SuperNet(nn.Module):
         for s in every:
             plan = plan_sources(grammar, s, self.split)
             kinds.update(plan.kinds)
-            sizes.append(sum(math.prod(sh) for pieces in plan.sources.values() for _, sh, *_ in pieces))
+            sizes.append(sum(_numel(piece) for pieces in plan.sources.values() for piece in pieces))
             for pieces in plan.sources.values():
                 for k, shape, *_ in pieces:
                     old = shapes.get(k)

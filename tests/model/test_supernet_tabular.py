@@ -127,3 +127,29 @@ def _suite():
     from nasmt.data.suite import load_suite
 
     return load_suite(ROOT / "tasks" / "people.toml")
+
+
+def test_the_stem_reader_takes_each_feature_from_its_own_bank_column(bank):
+    """The layer reading the stem sees canonical columns: a candidate with catembed(d=4) and
+    one with catembed(d=16), otherwise the same, give column b's unit t the same weights in
+    the reading layer, wherever the stem put it (a first-columns slice would hand unit 4 of
+    column 0 in one to unit 0 of column 1 in the other); the numeric columns that follow the
+    embeddings read their raw columns' weights."""
+    import optuna
+
+    b, data = bank
+    base = dict(b.smallest.genome_dict)
+    assert base["trunk.stem.cat.alt"] < 2 / 3 and "trunk.stem.cat.catembed.d" in base  # catembed in the smallest
+    nets = {}
+    for d in (4, 16):
+        spec = b.derive(optuna.trial.FixedTrial({**base, "trunk.stem.cat.catembed.d": d}))
+        nets[d] = (b.extract(spec), _module(b.extract(spec), O.CatEmbed))
+    (small, ce4), (big, ce16) = nets[4], nets[16]
+    w4 = next(m for m in small.trunk[0] if isinstance(m, (O.FC, O.Ensemble))).linear.weight.detach()
+    w16 = next(m for m in big.trunk[0] if isinstance(m, (O.FC, O.Ensemble))).linear.weight.detach()
+    n_blocks = len(ce4.blocks)
+    assert n_blocks >= 2 and w4.shape[0] == w16.shape[0]
+    for blk in range(n_blocks):  # embedding unit t of block blk: position blk*d + t
+        assert torch.equal(w4[:, blk * 4:(blk + 1) * 4], w16[:, blk * 16:blk * 16 + 4])
+    rest = w4.shape[1] - n_blocks * 4  # the features after the embeddings, in the same order in both
+    assert rest > 0 and torch.equal(w4[:, n_blocks * 4:], w16[:, n_blocks * 16:])
