@@ -63,6 +63,8 @@ def test_bad_input(case, request, tmp_path, capsys):
             _corrupt_middle_line(run)
     else:
         assert "setup" not in case
+    if any("{address}" in a for a in case["args"]):
+        subs["{address}"] = request.getfixturevalue("shared_ray")[1]  # the session's shared cluster
 
     def fill(s: str) -> str:
         for k, v in subs.items():

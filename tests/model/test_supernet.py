@@ -180,3 +180,21 @@ def test_bn_recalibration_is_the_cumulative_batch_statistics(mm):
     torch.testing.assert_close(bn.running_mean, mean, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(bn.running_var, var, rtol=1e-4, atol=1e-5)
     assert int(bn.num_batches_tracked) == 2
+
+
+@pytest.mark.parametrize("name", ["conv_mtl", "tabular"])
+def test_the_size_check_counts_the_bank_it_would_build(name, mm, people):
+    """`--oneshot`'s size check counts on the meta device (nothing allocated): the same
+    parameters, name by name and shape by shape, as the bank built for real."""
+    from nasmt.search.oneshot.bank import BankSettings, new_bank
+    from nasmt.search.oneshot.driver import bank_params
+
+    suite, data = _suite(name, mm, people)
+    g = load_grammar(SPACES / f"{name}.grammar")
+    settings = BankSettings(n_samples=SIZING)
+    real = new_bank(g, suite, data, settings)
+    with torch.device("meta"):
+        meta = new_bank(g, suite, data, settings)
+    assert [(k, p.shape) for k, p in meta.named_parameters()] == [(k, p.shape) for k, p in real.named_parameters()]
+    assert all(p.is_meta for p in meta.parameters())
+    assert bank_params(g, suite, data, settings) == sum(p.numel() for p in real.parameters()) > 0

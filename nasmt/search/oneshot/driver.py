@@ -78,12 +78,21 @@ def run_oneshot(cfg: SearchConfig, resume: bool = False, done: int = 0, failed: 
     return out
 
 
-def check_bank_size(grammar, suite, data, settings) -> None:
-    """One line when the grammar's supernet is too large to train and ship around."""
+def bank_params(grammar, suite, data, settings) -> int:
+    """The supernet's parameter count, counted on the meta device: shapes only, nothing
+    allocated or initialized (a refused 400M-parameter bank took 5 s and 1.6 GB to count
+    for real)."""
+    import torch
+
     from nasmt.search.oneshot.bank import new_bank
 
-    bank = new_bank(grammar, suite, data, settings)
-    n = sum(p.numel() for p in bank.parameters())
+    with torch.device("meta"):
+        return sum(p.numel() for p in new_bank(grammar, suite, data, settings).parameters())
+
+
+def check_bank_size(grammar, suite, data, settings) -> None:
+    """One line when the grammar's supernet is too large to train and ship around."""
+    n = bank_params(grammar, suite, data, settings)
     if n > MAX_BANK_PARAMS:
         raise UserError(f"--oneshot: the supernet of {grammar.file} would hold {n:,} parameters (more than "
                         f"{MAX_BANK_PARAMS:,}: its largest choices, e.g. a wide fc after a flatten of a large map); "
