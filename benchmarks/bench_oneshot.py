@@ -1,6 +1,6 @@
 """One-shot search (issue 16) against a from-scratch random search of the same suite.
 
-    python benchmarks/bench_oneshot.py [--quick] [--cells people,fair,multimnist,multimnist_mtl,people_tabular] [--seeds N]
+    python benchmarks/bench_oneshot.py [--quick] [--cells people,fair,multimnist,multimnist_mtl,people_tabular,multimnist_split] [--seeds N]
     python benchmarks/bench_oneshot.py --table      # README table from reports/bench_oneshot.json
 
 For each cell (suite + grammar) and seed, two real `nasmt search` runs through the CLI:
@@ -26,7 +26,8 @@ hypervolume, on its trials' own P-epoch validation metrics, after as much comput
 one-shot run used); Kendall tau >= 0.6 between inherited and from-scratch validation mean_error
 (`nasmt oneshot-check RUN --n K` on seed 0 of each cell). Also: candidates per second, the
 finished front's test metrics against the best from-scratch trial and the `nasmt baselines`
-references (F epochs, seed 0), and, on one cell, `--finish finetune` against `--finish scratch`
+references (F epochs, seed 0); `multimnist_split` is the `multimnist` cell with
+`--supernet-split` (its from-scratch runs are multimnist's, copied); and, on one cell, `--finish finetune` against `--finish scratch`
 on the same front (a copy of the seed-0 one-shot run finalized again with finish = scratch).
 
 Runs are kept under runs/bench-oneshot/ and reused when the script is run again (a run counts
@@ -72,7 +73,12 @@ CELLS = {  # name: (suite, grammar)
     "multimnist": ("tests/data/mm_small.toml", "search_spaces/conv.grammar"),
     "multimnist_mtl": ("tests/data/mm_small.toml", "search_spaces/conv_mtl.grammar"),
     "people_tabular": ("tasks/people.toml", "search_spaces/tabular.grammar"),
+    "multimnist_split": ("tests/data/mm_small.toml", "search_spaces/conv.grammar"),
 }
+# extra `nasmt search --oneshot` flags of a cell (its from-scratch side is the plain random search)
+ONESHOT_FLAGS = {"multimnist_split": ["--supernet-split"]}
+# a cell whose from-scratch runs are another cell's (same suite, grammar, seeds and budget): copied, not re-run
+SCRATCH_FROM = {"multimnist_split": "multimnist"}
 # per cell: seeds, one-shot candidates N, supernet epochs E, candidate batch B, finish epochs F,
 # from-scratch trials T, per-trial epochs P, oneshot-check candidates K. Sized so the whole
 # benchmark fits about 35 minutes of wall time on the shared 2-core machine.
@@ -87,6 +93,8 @@ BUDGETS = {
                            "final_epochs": 2.0, "scratch_trials": 8, "epochs": 1.0, "check_n": 30},
     "people_tabular": {"seeds": 3, "candidates": 300, "supernet_epochs": 6, "candidate_batch": 100, "final_epochs": 4.0,
                        "scratch_trials": 24, "epochs": 2.0, "check_n": 30},
+    "multimnist_split": {"seeds": 3, "candidates": 1000, "supernet_epochs": 3, "candidate_batch": 100,
+                         "final_epochs": 2.0, "scratch_trials": 8, "epochs": 1.0, "check_n": 30},
 }
 QUICK = {"seeds": 1, "candidates": 16, "supernet_epochs": 1, "candidate_batch": 16, "final_epochs": 0.5,
              "scratch_trials": 2, "epochs": 0.5, "check_n": 3}
@@ -107,7 +115,7 @@ def finished(out: Path) -> bool:
     return (out / "run.json").exists() and (out / WALL_FILE).exists() and any(r.final for r in read_trials(out))
 
 
-def search(out: Path, suite: str, space: str, seed: int, b: dict, oneshot: bool) -> None:
+def search(out: Path, suite: str, space: str, seed: int, b: dict, oneshot: bool, flags: list[str] = ()) -> None:
     if finished(out):
         return  # done earlier: reuse
     shutil.rmtree(out, ignore_errors=True)
@@ -117,7 +125,7 @@ def search(out: Path, suite: str, space: str, seed: int, b: dict, oneshot: bool)
             "--out", str(out), "--quiet"]
     if oneshot:
         args += ["--oneshot", "--trials", str(b["candidates"]), "--supernet-epochs", str(b["supernet_epochs"]),
-                 "--candidate-batch", str(b["candidate_batch"]), "--finish", "finetune"]
+                 "--candidate-batch", str(b["candidate_batch"]), "--finish", "finetune", *flags]
     else:
         args += ["--sampler", "random", "--trials", str(b["scratch_trials"])]
     wall = cli(args)
@@ -362,7 +370,7 @@ def table(path: Path) -> str:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="toy sizes, one seed (a smoke run)")
-    ap.add_argument("--cells", default="people,fair,multimnist,multimnist_mtl,people_tabular")
+    ap.add_argument("--cells", default="people,fair,multimnist,multimnist_mtl,people_tabular,multimnist_split")
     ap.add_argument("--seeds", type=int, default=None, help="override every cell's seed count")
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--runs", default=str(ROOT / "runs" / "bench-oneshot"))
@@ -419,7 +427,10 @@ def main():
         for s in range(b["seeds"]):
             for oneshot in (True, False):
                 out = work / f"{'oneshot' if oneshot else 'scratch'}-s{s}"
-                search(out, suite, space, s, b, oneshot)
+                src = runs / SCRATCH_FROM.get(name, name) / out.name
+                if not oneshot and src != out and finished(src) and not finished(out):
+                    shutil.copytree(src, out, ignore=shutil.ignore_patterns("ray"), dirs_exist_ok=True)
+                search(out, suite, space, s, b, oneshot, ONESHOT_FLAGS.get(name, []))
                 print(f"{name} {out.name} done ({time.time() - t0:.0f} s)", flush=True)
             res["cells"][name] = measure_cell(work, name, b, b["seeds"])
             save()
@@ -434,7 +445,8 @@ def main():
                 res["finish_compare"] = {"cell": name, "final_epochs": b["final_epochs"], **fc}
             save()
         if not a.no_baselines:
-            res["cells"][name]["baselines"] = baselines(suite, work / "baselines", b["final_epochs"])
+            res["cells"][name]["baselines"] = baselines(suite, runs / SCRATCH_FROM.get(name, name) / "baselines",
+                                                          b["final_epochs"])
             save()
             print(f"{name} baselines done ({time.time() - t0:.0f} s)", flush=True)
     save()
