@@ -387,16 +387,17 @@ def main():
                    "less compute, in every seed", "equal_compute": "higher hypervolume at equal compute",
         "kendall_tau": f">= {GOAL_TAU}"},
         "budget": {"machine": f"{os.cpu_count()} CPUs ({platform.machine()}), shared", "quick": a.quick,
-                   "note": "sized for about 35 minutes of wall time on the shared 2-core machine (load average 6-13 "
-                           "from other engineers' jobs during the measured run; compute seconds are inflated by it); "
-                           "MultiMNIST on tests/data/mm_small.toml (1024 train composites), 1 seed, 1000 candidates per "
-                           "supernet (conv.grammar and conv_mtl.grammar), 10 checked candidates; the measured run did "
-                           "people+fair in one invocation (~31 min) and MultiMNIST (then 300 candidates) in a second "
-                           "one concurrently with fair (~9 min); a fifth re-ran both MultiMNIST cells at 1000 "
-                           "candidates beside another engineer's benchmark; a third invocation only re-measured "
-                           "(runs reused) and added the finish comparison over people's 3 seeds; a fourth re-ran only "
+                   "note": "sized for about 35 minutes of wall time per vector cell on the shared 2-core machine (load "
+                           "average 6-13 from other engineers' jobs during the people/fair runs; compute seconds are "
+                           "inflated by load); MultiMNIST on tests/data/mm_small.toml (1024 train composites), 3 seeds, "
+                           "1000 candidates per supernet (conv.grammar and conv_mtl.grammar), 30 checked candidates; "
+                           "people+fair ran in one invocation (~31 min); a later invocation only re-measured (runs "
+                           "reused) and added the finish comparison over people's 3 seeds, another re-ran only "
                            "oneshot-check with --repeats 2 on the same runs (its first training per candidate is the "
-                           "check's own, so tau is re-measured, and the noise ceiling is added), one thread",
+                           "check's own, so tau is re-measured, and the noise ceiling is added); people_tabular ran "
+                           "alone (1 seed); both MultiMNIST cells ran in one invocation (3 seeds, 6,575 s), beside a "
+                           "pytest run for its first 27 minutes (conv.grammar seed 0: compute about 2-3x inflated) and "
+                           "beside the multimnist_split invocation for its last 40 minutes; one thread",
                    "cells": {}}, "cells": {}}
 
     if outp.exists() and not a.quick:  # keep the cells this invocation does not run
