@@ -80,8 +80,9 @@ ONESHOT_FLAGS = {"multimnist_split": ["--supernet-split"]}
 # a cell whose from-scratch runs are another cell's (same suite, grammar, seeds and budget): copied, not re-run
 SCRATCH_FROM = {"multimnist_split": "multimnist"}
 # per cell: seeds, one-shot candidates N, supernet epochs E, candidate batch B, finish epochs F,
-# from-scratch trials T, per-trial epochs P, oneshot-check candidates K. Sized so the whole
-# benchmark fits about 35 minutes of wall time on the shared 2-core machine.
+# from-scratch trials T, per-trial epochs P, oneshot-check candidates K. Sized for about 35
+# minutes of wall time per vector cell on the shared 2-core machine; each MultiMNIST cell takes
+# 35-55 minutes at 3 seeds (measured: both at once 6,575 s, multimnist_split about 2,430 s).
 BUDGETS = {
     "people": {"seeds": 3, "candidates": 300, "supernet_epochs": 6, "candidate_batch": 100, "final_epochs": 4.0,
                    "scratch_trials": 24, "epochs": 2.0, "check_n": 30},
