@@ -77,12 +77,19 @@ class Cluster:
         return w
 
     def _wait_cpus(self, cpus: float, head: bool = False, limit_s: float = 90) -> None:
-        code = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
-                "print(ray.cluster_resources().get('CPU', 0.0))")
+        # one probe process joins once and polls (each fresh `import ray` costs ~2 s of CPU);
+        # it is started again only while the head itself is not up yet
+        code = ("import ray, sys, time; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+                "end = time.monotonic() + float(sys.argv[3])\n"
+                "while ray.cluster_resources().get('CPU', 0.0) != float(sys.argv[2]):\n"
+                "    assert time.monotonic() < end\n"
+                "    time.sleep(0.5)")
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
-            p = subprocess.run([sys.executable, "-c", code, self.address], env=_env(), capture_output=True, text=True)
-            if p.returncode == 0 and float(p.stdout.strip().splitlines()[-1]) == cpus:
+            left = deadline - time.monotonic()
+            p = subprocess.run([sys.executable, "-c", code, self.address, str(cpus), str(left)], env=_env(),
+                               capture_output=True, text=True, timeout=left + 60)
+            if p.returncode == 0:
                 return
             time.sleep(1)
         raise AssertionError(f"cluster at {self.address} never had {cpus} CPU")
