@@ -173,6 +173,11 @@ def small_conv_net(data, seed: int = 0):
 
 
 def _ray_is_up(address: str, env: dict) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:  # nothing listens yet: no need to pay a probe interpreter's `import ray` (~2 s of CPU)
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
     code = "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); assert ray.cluster_resources().get('CPU')"
     return subprocess.run([sys.executable, "-c", code, address], env=env, capture_output=True).returncode == 0
 
