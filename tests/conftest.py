@@ -1,12 +1,13 @@
 """Shared fixtures. `tiny_run` is one real Ray Tune + Optuna search on real MultiMNIST
-(tiny grammar, few steps), run once per test session and shared read-only by the
+(tiny grammar, few steps), run once per test session (per xdist worker: the suite runs on
+two, see HEAVY_FIRST) and shared read-only by the
 report / export / dashboard tests. Tests that change a run copy it first.
 
 `nasmt(...)` runs the real CLI entry point (`nasmt.cli.main`) in this process and returns
 its exit code, stdout and stderr (see its docstring for when it starts a process instead):
 a search then reuses this process's imports and its Ray connection.
 
-`shared_ray` is one Ray cluster (`ray start --head`, this machine's CPUs, a private temp
+`shared_ray` is one Ray cluster per xdist worker (`ray start --head`, this machine's CPUs, a private temp
 folder, its own process group) for the session's searches that only need *a* local
 cluster: they pass `*shared_ray` (`--address HOST:PORT`) and skip starting one of their
 own (measured: a search's fresh local cluster costs 5-20 s on a busy 2-core machine).

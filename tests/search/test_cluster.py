@@ -65,7 +65,7 @@ class Cluster:
              "--disable-usage-stats", "--block"],
             env=_env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.workers: list[subprocess.Popen] = []
-        self._wait_cpus(0, head=True)
+        self._wait_cpus(0)
 
     def add_worker(self) -> subprocess.Popen:
         cmd = (f"mount -t tmpfs tmpfs {self.base} && exec {RAY} start --address={self.address} --num-cpus=2 "
@@ -76,7 +76,7 @@ class Cluster:
         self._wait_cpus(2)
         return w
 
-    def _wait_cpus(self, cpus: float, head: bool = False, limit_s: float = 90) -> None:
+    def _wait_cpus(self, cpus: float, limit_s: float = 90) -> None:
         # one probe process joins once and polls (each fresh `import ray` costs ~2 s of CPU);
         # it is started again only while the head itself is not up yet
         code = ("import ray, sys, time; ray.init(address=sys.argv[1], logging_level='ERROR'); "
