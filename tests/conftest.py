@@ -20,6 +20,7 @@ resuming a run recorded against the shared cluster joins it again."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -100,6 +101,9 @@ def _in_process(args: list[str]) -> subprocess.CompletedProcess:
 
     out, err = io.StringIO(), io.StringIO()
     cwd = os.getcwd()  # the Ray auth variables are in os.environ already (_SESSION_AUTH)
+    was_shared = _on_shared_cluster()
+    if _joined_port() is not None and _wanted_port(args) not in (False, _joined_port()):
+        sys.modules["ray"].shutdown()  # it asks for another cluster (a fresh local one): leave this one
     os.chdir(ROOT)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
@@ -113,7 +117,51 @@ def _in_process(args: list[str]) -> subprocess.CompletedProcess:
                 code = 1
     finally:
         os.chdir(cwd)
+        if _joined_port() is not None and not _on_shared_cluster():
+            # a search's local cluster ends with it, as it would with its own process (else it
+            # stays up, idle but polling, and later searches asking for the shared one run on it)
+            sys.modules["ray"].shutdown()
+            if was_shared:  # a test holding `ray_connected` stays a driver there
+                import ray
+                ray.init(address=_SHARED[0], logging_level="ERROR", log_to_driver=False)
     return subprocess.CompletedProcess(["nasmt", *args], code or 0, out.getvalue(), err.getvalue())
+
+
+_SHARED: list[str] = []  # the shared cluster's HOST:PORT, once `shared_ray` started it
+
+
+def _joined_port() -> int | None:
+    """The GCS port of the cluster this process is a Ray driver of, if any."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return int(ray.get_runtime_context().gcs_address.rsplit(":", 1)[1])
+
+
+def _on_shared_cluster() -> bool:
+    port = _joined_port()
+    return port is not None and bool(_SHARED) and port == int(_SHARED[0].rsplit(":", 1)[1])
+
+
+def _wanted_port(args: list[str]) -> int | None | bool:
+    """The GCS port of the cluster an in-process CLI call will join: a search's --address,
+    or the address a resumed run recorded; None for a fresh local cluster of its own;
+    False for a command that starts no Ray driver."""
+    if not args or args[0] != "search" or "--help" in args or "-h" in args:
+        return False
+    address = args[args.index("--address") + 1] if "--address" in args[:-1] else None
+    if "--resume" in args[:-1] and address is None:
+        try:
+            run = json.loads((Path(args[args.index("--resume") + 1]) / "run.json").read_text())
+            address = run["config"].get("address")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return False  # the CLI refuses it before it starts Ray
+    if address is None:
+        return None
+    try:
+        return int(address.rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return False  # "auto" or a bad address: leave it to the CLI
 
 
 # The suite runs on two pytest-xdist workers, one test file per work unit (pyproject's
@@ -200,10 +248,13 @@ def shared_ray():
     env = dict(os.environ)
     ray = str(Path(sys.executable).with_name("ray"))
     head = subprocess.Popen(
-        [ray, "start", "--head", f"--port={port}", "--include-dashboard=false", "--disable-usage-stats",
-         f"--temp-dir={temp}", "--block"],
+        # no log monitor: every driver here runs with log_to_driver=False, and the monitor polls
+        # the session's log files all along (measured: ~20 s of CPU in a 15-minute suite)
+        [ray, "start", "--head", f"--port={port}", "--include-dashboard=false", "--include-log-monitor=false",
+         "--disable-usage-stats", f"--temp-dir={temp}", "--block"],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = f"127.0.0.1:{port}"
+    _SHARED[:] = [address]
     try:
         deadline = time.monotonic() + 300  # only bounds a cluster that never comes up
         while not _ray_is_up(address, env):
