@@ -221,14 +221,38 @@ def small_conv_net(data, seed: int = 0):
     return build(small_conv_spec(data))
 
 
-def _ray_is_up(address: str, env: dict) -> bool:
+def wait_for_cluster(address: str, env: dict, cpus: float | None = None, limit_s: float = 300,
+                     alive=lambda: True) -> None:
+    """Wait until the Ray cluster at HOST:PORT takes a driver and offers CPUs (exactly
+    `cpus` of them when given: a node joining or leaving). Nothing is probed before the GCS
+    port listens; then one probe process joins once and polls (each fresh `import ray`
+    costs ~2 s of CPU), started again only while the head is not ready yet. `alive()`
+    false (the head process exited) fails at once; `limit_s` only bounds a cluster that
+    never comes up."""
     host, port = address.rsplit(":", 1)
-    try:  # nothing listens yet: no need to pay a probe interpreter's `import ray` (~2 s of CPU)
-        socket.create_connection((host, int(port)), timeout=1).close()
-    except OSError:
-        return False
-    code = "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); assert ray.cluster_resources().get('CPU')"
-    return subprocess.run([sys.executable, "-c", code, address], env=env, capture_output=True).returncode == 0
+    code = ("import ray, sys, time; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+            "end = time.monotonic() + float(sys.argv[3]); want = sys.argv[2]\n"
+            "def ok():\n"
+            "    have = ray.cluster_resources().get('CPU', 0.0)\n"
+            "    return have == float(want) if want else have > 0\n"
+            "while not ok():\n"
+            "    assert time.monotonic() < end\n"
+            "    time.sleep(0.5)")
+    deadline = time.monotonic() + limit_s
+    while True:
+        left = deadline - time.monotonic()
+        assert alive(), f"the Ray cluster at {address} exited"
+        assert left > 0, f"the Ray cluster at {address} never came up" + ("" if cpus is None else f" with {cpus:g} CPU")
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+        except OSError:
+            time.sleep(0.5)
+            continue
+        p = subprocess.run([sys.executable, "-c", code, address, "" if cpus is None else str(cpus), str(left)],
+                           env=env, capture_output=True, timeout=left + 60)
+        if p.returncode == 0:
+            return
+        time.sleep(1)
 
 
 def free_port() -> int:
@@ -256,11 +280,7 @@ def shared_ray():
     address = f"127.0.0.1:{port}"
     _SHARED[:] = [address]
     try:
-        deadline = time.monotonic() + 300  # only bounds a cluster that never comes up
-        while not _ray_is_up(address, env):
-            assert head.poll() is None, f"ray start exited with {head.returncode}"
-            assert time.monotonic() < deadline, "the shared Ray cluster never came up"
-            time.sleep(1)
+        wait_for_cluster(address, env, alive=lambda: head.poll() is None)
         yield ["--address", address]
     finally:
         if "ray" in sys.modules and sys.modules["ray"].is_initialized():

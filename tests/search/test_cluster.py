@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SMALL_SUITE, TINY_SPACE, free_port, kill_session, nasmt
+from conftest import ROOT, SMALL_SUITE, TINY_SPACE, free_port, kill_session, nasmt, session_procs, wait_for_cluster
 from nasmt.run import TrialStatus, read_trials, trial_dir
 from nasmt.search.oneshot.bank import read_state
 
@@ -35,20 +35,6 @@ ENV = {
 
 needs_unshare = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
                                    reason="needs root and unshare for a worker node with its own mount namespace")
-
-
-def _session_pids(sid: int) -> list[int]:
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                stat = Path(f"/proc/{name}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(")") + 2:].split()
-            if int(fields[3]) == sid and fields[0] != "Z":
-                out.append(int(name))
-    return out
 
 
 def _env() -> dict:
@@ -76,27 +62,12 @@ class Cluster:
         self._wait_cpus(2)
         return w
 
-    def _wait_cpus(self, cpus: float, limit_s: float = 90) -> None:
-        # one probe process joins once and polls (each fresh `import ray` costs ~2 s of CPU);
-        # it is started again only while the head itself is not up yet
-        code = ("import ray, sys, time; ray.init(address=sys.argv[1], logging_level='ERROR'); "
-                "end = time.monotonic() + float(sys.argv[3])\n"
-                "while ray.cluster_resources().get('CPU', 0.0) != float(sys.argv[2]):\n"
-                "    assert time.monotonic() < end\n"
-                "    time.sleep(0.5)")
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline:
-            left = deadline - time.monotonic()
-            p = subprocess.run([sys.executable, "-c", code, self.address, str(cpus), str(left)], env=_env(),
-                               capture_output=True, text=True, timeout=left + 60)
-            if p.returncode == 0:
-                return
-            time.sleep(1)
-        raise AssertionError(f"cluster at {self.address} never had {cpus} CPU")
+    def _wait_cpus(self, cpus: float) -> None:
+        wait_for_cluster(self.address, _env(), cpus=cpus, limit_s=90, alive=lambda: self.head.poll() is None)
 
     def raylet_of(self, worker: subprocess.Popen) -> int:
-        for pid in _session_pids(worker.pid):
-            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"/raylet"):
+        for pid, cmd in session_procs(worker.pid):
+            if cmd.split(" ")[0].endswith("/raylet"):
                 return pid
         raise AssertionError("the worker node has no raylet")
 
