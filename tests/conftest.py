@@ -7,8 +7,8 @@ report / export / dashboard tests. Tests that change a run copy it first.
 its exit code, stdout and stderr (see its docstring for when it starts a process instead):
 a search then reuses this process's imports and its Ray connection.
 
-`shared_ray` is one Ray cluster per xdist worker (`ray start --head`, this machine's CPUs, a private temp
-folder, its own process group) for the session's searches that only need *a* local
+`shared_ray` is one Ray cluster per xdist worker (`ray start --head`, the worker's share of this
+machine's CPUs: `shared_cpus`, a private temp folder, its own process group, no log monitor) for the session's searches that only need *a* local
 cluster: they pass `*shared_ray` (`--address HOST:PORT`) and skip starting one of their
 own (measured: a search's fresh local cluster costs 5-20 s on a busy 2-core machine).
 Searches that test local-cluster behaviour, SIGKILL a driver (kill_helpers) or build
@@ -262,6 +262,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def shared_cpus() -> int:
+    """The CPUs a shared cluster offers: its xdist worker's share of this machine's cores
+    (at least 1). On the 2-core CI machine with two workers that is 1, so each search there
+    runs one trial at a time and starts one trial worker process (~6 s of CPU for its
+    torch and ray.tune imports) where a 2-CPU cluster started two, and the two workers'
+    trials do not oversubscribe the two cores."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, len(os.sched_getaffinity(0)) // max(1, workers))
+
+
 @pytest.fixture(scope="session")
 def shared_ray():
     """["--address", HOST:PORT] of the session's shared Ray cluster (see the module docstring)."""
@@ -274,8 +284,8 @@ def shared_ray():
     head = subprocess.Popen(
         # no log monitor: every driver here runs with log_to_driver=False, and the monitor polls
         # the session's log files all along (measured: ~20 s of CPU in a 15-minute suite)
-        [ray, "start", "--head", f"--port={port}", "--include-dashboard=false", "--include-log-monitor=false",
-         "--disable-usage-stats", f"--temp-dir={temp}", "--block"],
+        [ray, "start", "--head", f"--port={port}", f"--num-cpus={shared_cpus()}", "--include-dashboard=false",
+         "--include-log-monitor=false", "--disable-usage-stats", f"--temp-dir={temp}", "--block"],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = f"127.0.0.1:{port}"
     _SHARED[:] = [address]

@@ -156,7 +156,8 @@ def test_two_cpu_workers_keep_one_bank(cluster, people, tmp_path):
     (sha256 of each rank's bytes, all-gathered and recorded), the one in the run."""
     g, suite, _ = people
     run = tmp_path / "run"
-    state = train_phase(run, g, suite, epochs=1, workers=2, say=lambda s: None, **TRAIN)
+    # half a CPU each: both fit on a shared cluster of one CPU (conftest.shared_cpus)
+    state = train_phase(run, g, suite, epochs=1, workers=2, cpus_per_worker=0.5, say=lambda s: None, **TRAIN)
     h = state["train"]["history"]
     assert len(h) == 1 and h[0]["workers"] == 2 and h[0]["steps"] == 1050 // 128
     digests = h[0]["digests"]

@@ -43,12 +43,14 @@ def _at_a_time(stdout: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def options_run(tmp_path_factory, shared_ray):
+def options_run(tmp_path_factory):
+    # a local cluster of its own (no --address): it offers this machine's CPUs, the shared
+    # one only its xdist worker's share (conftest.shared_cpus), too few for --cpus-per-trial 2
     out = tmp_path_factory.mktemp("opts") / "run"
     r = nasmt("search", "--space", CONV_SPACE, "--tasks", SMALL_SUITE, "--objectives", "mean_error,size_bytes",
           "--trials", 3, "--steps", 10, "--seed", 3, "--out", out, "--sampler", "nsga2",
           "--max-latency-ms", "0.000001", "--measure-latency", "--qat-steps", QAT_STEPS, "--latency-batch", 2,
-          "--cpus-per-trial", 2, *shared_ray)
+          "--cpus-per-trial", 2)
     (out.parent / "stdout.txt").write_text(r.stdout)
     return out
 
@@ -84,7 +86,7 @@ def test_qat_steps_fine_tune_quantized_policies_only(options_run):
 def test_cpus_per_trial_sets_threads_and_concurrency(options_run):
     trials = read_trials(options_run)
     assert all(t.train["threads"] == 2 for t in trials)
-    # concurrency = the cluster's CPUs (as Ray reports them: this machine's) // 2
+    # concurrency = the local cluster's CPUs (as Ray reports them: this machine's) // 2
     from ray._private.utils import get_num_cpus  # how `ray.init` counts this machine's CPUs (cgroups too)
 
     conc = _at_a_time((options_run.parent / "stdout.txt").read_text())
