@@ -11,6 +11,7 @@ string literals; the original names live in arch.json.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 
 from torch import nn
@@ -68,6 +69,15 @@ def _seq_src(seq: nn.Sequential, indent: str) -> str:
     return f"nn.Sequential(\n{inner}{indent})"
 
 
+@functools.cache
+def classes_source() -> str:
+    """The source of `O.EXPORTED_CLASSES` (the classes and helpers every model.py carries),
+    read once per process: `inspect.getsource` of a class parses its whole module again
+    (measured: 0.26 s per export on a 2-core machine, 25 s of a test suite's CPU)."""
+    return "\n\n".join(inspect.getsource(c) for c in O.EXPORTED_CLASSES)
+
+
+@functools.cache
 def runtime_source() -> str:
     """`nasmt/data/encoding.py` without its docstring: the code model.py's `predict` runs."""
     src = inspect.getsource(encoding)
@@ -83,7 +93,7 @@ def generate_source(model: O.MultiTaskNet, spec: ArchSpec, title: str) -> str:
     for t in model.branches:
         if not t.isidentifier():  # idents are sanitized at suite load; never emit anything else
             raise ValueError(f"unsafe task identifier {t!r}")
-    classes = "\n\n".join(inspect.getsource(c) for c in O.EXPORTED_CLASSES)  # classes and helper functions
+    classes = classes_source()
     indent = " " * 8
     trunk = "".join(f"{indent}{_seq_src(s, indent)},  # stage {i}\n" for i, s in enumerate(model.trunk, 1))
     branches = "".join(f"{indent}{t!r}: {_seq_src(b, indent)},\n" for t, b in model.branches.items())

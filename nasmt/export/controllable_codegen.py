@@ -13,7 +13,7 @@ import inspect
 
 from nasmt.data.encoding import PREPROCESSING_FILE
 from nasmt.export import controllable_runtime as R
-from nasmt.export.codegen import _seq_src, runtime_source, safe_doc
+from nasmt.export.codegen import _seq_src, classes_source, runtime_source, safe_doc
 from nasmt.model import ops as O
 from nasmt.run import controllable as C
 
@@ -86,7 +86,7 @@ def candidate_source(cid: int, model: O.MultiTaskNet) -> str:
 
 def generate_controllable(models: dict[int, O.MultiTaskNet], input_shape, tasks, title: str) -> str:
     """model.py for the candidates `models` ({id: structure}); `title`: safe docstring text."""
-    classes = "\n\n".join(inspect.getsource(c) for c in O.EXPORTED_CLASSES)
+    classes = classes_source()
     builders = "\n\n".join(candidate_source(i, m) for i, m in models.items())
     table = ", ".join(f"{int(i)}: build_candidate_{int(i)}" for i in models)
     shape = tuple(int(x) for x in input_shape)
