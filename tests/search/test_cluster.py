@@ -54,12 +54,14 @@ class Cluster:
         self._wait_cpus(0)
 
     def add_worker(self) -> subprocess.Popen:
-        cmd = (f"mount -t tmpfs tmpfs {self.base} && exec {RAY} start --address={self.address} --num-cpus=2 "
+        # one CPU: one trial (or Ray Train worker, or scoring task) at a time there, so one
+        # worker process pays the torch and ray.tune imports where two CPUs started two
+        cmd = (f"mount -t tmpfs tmpfs {self.base} && exec {RAY} start --address={self.address} --num-cpus=1 "
                f"--disable-usage-stats --block")
         w = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", cmd], env=_env(),
                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.workers.append(w)
-        self._wait_cpus(2)
+        self._wait_cpus(1)
         return w
 
     def _wait_cpus(self, cpus: float) -> None:
