@@ -53,6 +53,7 @@ class TrialRecord:
     recovered: bool = False  # written by --resume from the trial's own result/error file
     interrupted: bool = False  # running when the driver died: not counted as a failure
     final: dict | None = None  # the full-budget finish (nasmt finalize): epochs, val metrics, test, weights
+    worker: dict | None = None  # the Ray worker process that ran it, from its last result: node IP, pid
     extra: dict = field(default_factory=dict)  # fields this version does not know, kept verbatim
 
     # -- what a record means
@@ -104,7 +105,7 @@ class TrialRecord:
     def to_json(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         d["status"] = self.status.value
-        for k in ("recovered", "interrupted", "final"):
+        for k in ("recovered", "interrupted", "final", "worker"):
             if not d[k]:
                 del d[k]
         return {**self.extra, **d}

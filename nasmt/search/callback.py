@@ -23,7 +23,7 @@ from nasmt.run import (
     trial_dir,
 )
 from nasmt.run.values import is_finite_number
-from nasmt.search.config import NUMBER_KEY
+from nasmt.search.config import FAILED_KEY, NUMBER_KEY
 
 ERROR_LINE_CHARS = 500  # a failure reason is one line; Ray's error file can be long
 # How Ray reports a trial whose process or node went away (not the architecture's fault)
@@ -91,7 +91,9 @@ class RecordCallback(Callback):
         if number is None:
             return None
         rec = record_of(self.run_dir, int(number), status, trial.last_result, trial.error_file)
-        rec = replace(rec, trial_id=trial.trial_id)
+        last = trial.last_result or {}
+        worker = {"node": last.get("node_ip"), "pid": last["pid"]} if "pid" in last else None
+        rec = replace(rec, trial_id=trial.trial_id, worker=worker)
         append_record(self.run_dir, rec)
         self.counts[rec.status] += 1
         done = self.counts[TrialStatus.COMPLETE]
@@ -103,8 +105,11 @@ class RecordCallback(Callback):
         return rec
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        final = bool((trial.last_result or {}).get("final"))
-        self._write(trial, TrialStatus.COMPLETE if final else TrialStatus.STOPPED)
+        last = trial.last_result or {}
+        if last.get(FAILED_KEY):  # its own code failed and wrote error.json; its worker lives on
+            self._write(trial, TrialStatus.FAILED)
+            return
+        self._write(trial, TrialStatus.COMPLETE if last.get("final") else TrialStatus.STOPPED)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         rec = self._write(trial, TrialStatus.FAILED)

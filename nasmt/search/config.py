@@ -18,6 +18,11 @@ AUTO_MODEL_FROM = 100
 AUTO_MODEL = "tpe"
 STUDY_NAME = "nasmt"  # the Optuna study's name inside study.journal
 NUMBER_KEY = "nasmt_number"  # Tune config key carrying the Optuna trial number
+# A trial's last result when its own code failed (an exception in building, training or
+# measuring: it has recorded why): the trainable returns instead of raising, so Tune keeps
+# its worker process for the next trial. Tune never reuses the actor of an errored trial,
+# and a new one pays its torch and ray.tune imports (and on a GPU a CUDA context) again.
+FAILED_KEY = "nasmt_failed"
 
 
 @dataclass

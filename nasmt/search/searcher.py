@@ -13,7 +13,7 @@ import json
 from ray.tune.search import Searcher
 
 from nasmt.run.values import is_finite_number
-from nasmt.search.config import NUMBER_KEY
+from nasmt.search.config import FAILED_KEY, NUMBER_KEY
 from nasmt.search.study import StudyAdapter
 
 # costs the sampler's budget constraints read (stored on the Optuna trial before `tell`)
@@ -44,7 +44,7 @@ class NasmtSearcher(Searcher):
         if number is None:
             return
         final = bool(result and result.get("final"))
-        if error:
+        if error or (result and result.get(FAILED_KEY)):  # Tune's error, or the trial's own code failed
             self.n_failed += 1  # the record callback may take it back (uncount_failure)
             self.adapter.tell_failed(number)
         elif not result:  # never reported: the search stopped before it ran

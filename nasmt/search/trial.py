@@ -16,7 +16,7 @@ from dataclasses import replace
 from nasmt.errors import TrialError
 from nasmt.run import ERROR_FILE, RESULT_FILE, SPEC_FILE, WEIGHTS_FILE, TrialRecord, TrialStatus
 from nasmt.run.files import json_default
-from nasmt.search.config import NUMBER_KEY
+from nasmt.search.config import FAILED_KEY, NUMBER_KEY
 from nasmt.search.context import TrialContext
 from nasmt.search.space import grammar_of
 from nasmt.train import TrainHook
@@ -95,7 +95,7 @@ def run_trial(config: dict, ctx: TrialContext) -> None:
         rec, weights = _train_and_measure(ctx, number, spec, data)
         rec = replace(rec, timings={**rec.timings, "data_s": t_data - t_start, "total_s": time.time() - t_start})
         send_files(ctx, number, {WEIGHTS_FILE: weights, RESULT_FILE: _json_bytes(rec.to_json())})
-    except BaseException as e:  # record why, then let Tune mark the trial as errored
+    except BaseException as e:  # record why, then end the trial as failed (FAILED_KEY)
         if isinstance(e, (KeyboardInterrupt, SystemExit)):  # SystemExit: Tune stopping the trial (early stop)
             raise
         rec = TrialRecord(
@@ -103,9 +103,24 @@ def run_trial(config: dict, ctx: TrialContext) -> None:
             error=failure_reason(e), error_type=type(e).__name__, traceback=traceback.format_exc(limit=8),
             finished_at=time.time(), timings={"total_s": time.time() - t_start},
         )
-        send_files(ctx, number, {ERROR_FILE: _json_bytes(rec.to_json())})
-        raise
+    if rec.status == TrialStatus.FAILED:  # out of the except block: its traceback (the model, tensors) is gone
+        send_files(ctx, number, {ERROR_FILE: _json_bytes(rec.to_json())})  # if this fails, Tune errors the trial
+        _release_memory()
+        tune.report({FAILED_KEY: True, "final": True})  # no metrics: the schedulers skip it
+        return
     tune.report({**rec.metrics, "final": True})
+
+
+def _release_memory() -> None:
+    """After a failure, before this worker's next trial: free what the failed one held
+    (a CUDA out-of-memory error leaves the allocator's cache full)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _train_and_measure(ctx: TrialContext, number: int, spec, data) -> tuple[TrialRecord, bytes]:

@@ -24,6 +24,7 @@ from conftest import TINY_SPACE, nasmt
 from nasmt.errors import UserError
 from nasmt.run import Objective, TrialStatus, pareto_trials, read_jsonl, read_trials, trial_dir
 from nasmt.search.callback import RecordCallback
+from nasmt.search.config import FAILED_KEY
 from nasmt.search.faults import parse_faults
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -67,13 +68,18 @@ def test_each_fault_kind_is_recorded_and_replaced_and_early_stop(tmp_path, share
     r = nasmt(
         "search", "--space", TINY_SPACE, "--tasks", _suite(tmp_path), "--trials", 3, "--epochs", 2,
         "--batch-size", 16, "--early-stop", "--sampler", "random", "--seed", 11, "--out", run,
-        "--max-failures", 6,
+        "--max-failures", 6, "--max-concurrent", 1,
         "--inject-fault", "exception@0,nan@1,oom@2," + ",".join(f"blind@{i}" for i in range(5, 9)),
         *shared_ray,
     )
     assert "Traceback" not in r.stdout
     trials = read_trials(run)
     by = {t.number: t for t in trials}
+    # a trial whose own code failed ends without a Tune error, so Tune keeps its worker
+    # process: one trial at a time, every trial ran in one process (a new one would pay
+    # its torch and ray.tune imports again after each failure)
+    assert all(t.worker for t in trials), [(t.number, t.worker) for t in trials]
+    assert len({(t.worker["node"], t.worker["pid"]) for t in trials}) == 1, [(t.number, t.worker) for t in trials]
     expect = {
         0: "RuntimeError: injected fault: exception in the trainable",
         1: "non-finite loss",
@@ -160,8 +166,17 @@ def test_record_callback_stopped_and_failed_records(tmp_path):
     rec.on_trial_error(0, [], _FakeTrial(1, None, "t1", str(err)))
     # a trial Tune calls complete whose result.json is missing is failed, not complete
     rec.on_trial_complete(0, [], _FakeTrial(2, {"mean_error": 0.5, "final": True}, "t2"))
+    # a trial whose own code failed: it wrote error.json and ended with FAILED_KEY (no Tune
+    # error); its record is that file's, with the worker process of its last result
+    trial_dir(tmp_path, 3).mkdir(parents=True)
+    (trial_dir(tmp_path, 3) / "error.json").write_text(json.dumps(
+        {"number": 3, "status": "failed", "error": "non-finite loss at step 7", "error_type": "TrialError"}))
+    rec.on_trial_complete(0, [], _FakeTrial(3, {FAILED_KEY: True, "final": True, "pid": 4242, "node_ip": "10.0.0.9"},
+                                            "t3"))
     trials = read_trials(tmp_path)
-    assert [(t.number, t.status) for t in trials] == [(0, S), (1, F), (2, F)]
+    assert [(t.number, t.status) for t in trials] == [(0, S), (1, F), (2, F), (3, F)]
+    assert trials[3].error == "non-finite loss at step 7" and trials[3].counts_as_failure
+    assert trials[3].worker == {"node": "10.0.0.9", "pid": 4242} and trials[1].worker is None
     assert trials[0].spec == {"genome": {"a": 1}}
     assert trials[0].metrics == {"mean_error": 0.01, "epoch": 1, "params": 1}  # the last rung's metrics
     assert trials[1].error == "ValueError: boom" and trials[1].trial_id == "t1"

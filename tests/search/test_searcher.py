@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from conftest import TINY_SPACE
 from nasmt.errors import UserError
 from nasmt.run import Objective
-from nasmt.search.config import NUMBER_KEY, SearchConfig, check_config
+from nasmt.search.config import FAILED_KEY, NUMBER_KEY, SearchConfig, check_config
 from nasmt.search.searcher import NasmtSearcher
 from nasmt.search.space import define_space
 from nasmt.search.samplers import make_sampler
@@ -36,7 +36,7 @@ def _done(params):
 
 
 def test_searcher_replaces_failures_and_never_completes_stopped_trials(tmp_path):
-    s, adapter = _searcher(tmp_path)
+    s, adapter = _searcher(tmp_path, max_failures=3)
     c0, c1 = s.suggest("t0"), s.suggest("t1")
     assert c0[NUMBER_KEY] == 0 and c1[NUMBER_KEY] == 1 and "branch.a.tap" in c0 and "trunk.conv.c" in c0
     assert s.suggest("t2") is None  # two in flight already make the target
@@ -44,13 +44,17 @@ def test_searcher_replaces_failures_and_never_completes_stopped_trials(tmp_path)
     s.on_trial_complete("t1", {"mean_error": 0.1, "final": False})  # stopped early: replaced
     c2, c3 = s.suggest("t2"), s.suggest("t3")
     assert (c2[NUMBER_KEY], c3[NUMBER_KEY]) == (2, 3)
-    s.on_trial_complete("t2", _done(100))
+    s.on_trial_complete("t2", {FAILED_KEY: True, "final": True})  # its own code failed: replaced, no Tune error
+    c4 = s.suggest("t4")
+    assert c4[NUMBER_KEY] == 4
     s.on_trial_complete("t3", _done(50))
-    assert s.suggest("t4") == NasmtSearcher.FINISHED
+    s.on_trial_complete("t4", _done(100))
+    assert s.suggest("t5") == NasmtSearcher.FINISHED
     states = {t.number: t.state for t in adapter.study.get_trials(deepcopy=False)}
-    assert states == {0: TrialState.FAIL, 1: TrialState.PRUNED, 2: TrialState.COMPLETE, 3: TrialState.COMPLETE}
+    assert states == {0: TrialState.FAIL, 1: TrialState.PRUNED, 2: TrialState.FAIL, 3: TrialState.COMPLETE,
+                      4: TrialState.COMPLETE}
     assert adapter.study.trials[3].values == [0.5, 50]
-    assert (s.n_complete, s.n_failed) == (2, 1)
+    assert (s.n_complete, s.n_failed) == (2, 2)
 
 
 def test_searcher_stops_after_max_failures(tmp_path):
