@@ -20,7 +20,6 @@ resuming a run recorded against the shared cluster joins it again."""
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -151,10 +150,12 @@ def _wanted_port(args: list[str]) -> int | None | bool:
         return False
     address = args[args.index("--address") + 1] if "--address" in args[:-1] else None
     if "--resume" in args[:-1] and address is None:
+        from nasmt.errors import RunDirError
+        from nasmt.search import resume_config
+
         try:
-            run = json.loads((Path(args[args.index("--resume") + 1]) / "run.json").read_text())
-            address = run["config"].get("address")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            address = resume_config(Path(args[args.index("--resume") + 1])).address
+        except RunDirError:
             return False  # the CLI refuses it before it starts Ray
     if address is None:
         return None

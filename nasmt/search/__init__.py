@@ -17,7 +17,7 @@ import importlib
 # search) then imports ray and nasmt.run alone, not torch and Ray Tune through the
 # driver (measured: 1.2 instead of 6.3 CPU seconds per sink on a 2-core machine).
 _HOME = {"SAMPLERS": "config", "STUDY_NAME": "config", "SearchConfig": "config",
-         "prepare": "driver", "run_search": "entry"}
+         "prepare": "driver", "run_search": "entry", "resume_config": "resume"}
 __all__ = list(_HOME)
 
 

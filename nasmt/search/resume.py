@@ -236,6 +236,14 @@ def _genome_check(cfg: SearchConfig):
     return is_genome
 
 
+def resume_config(out: Path, quiet: bool = False) -> SearchConfig:
+    """The settings `nasmt search --resume OUT` runs with: run.json's, its Ray address
+    among them (the recorded --address; None starts a fresh local cluster). Reads only:
+    no lock, no reconciliation. RunDirError when OUT is not a run with a config."""
+    out = Path(out).resolve()
+    return _config(load_run(out), out, quiet)
+
+
 def prepare_resume(out: Path, quiet: bool = False) -> tuple[SearchConfig, int, int]:
     """Check that `out` is a run, take its driver lock, rebuild the SearchConfig from
     run.json and reconcile records with the journal. Returns (SearchConfig,

@@ -286,3 +286,18 @@ def test_repair_jsonl_tail(tmp_path):
     assert repair_jsonl_tail(f)
     assert f.read_text() == '{"a": 1}\n{"a": 2}\n'
     assert not repair_jsonl_tail(f)
+
+
+def test_resume_config_is_the_settings_a_resume_runs_with_and_changes_nothing(run_copy, shared_ray, tmp_path):
+    """`nasmt.search.resume_config`: run.json's settings (the recorded --address among them,
+    the rule the tests' in-process resumes rely on to know which cluster they join),
+    read without taking the run's lock or touching its files."""
+    from nasmt.search import resume_config
+
+    before = {p.relative_to(run_copy): p.read_bytes() for p in run_copy.rglob("*") if p.is_file()}
+    cfg = resume_config(run_copy)
+    assert cfg.address == shared_ray[1] and cfg.out == str(run_copy.resolve())
+    assert cfg.trials == json.loads((run_copy / "run.json").read_text())["config"]["trials"]
+    assert {p.relative_to(run_copy): p.read_bytes() for p in run_copy.rglob("*") if p.is_file()} == before
+    with pytest.raises(RunDirError, match="not a nasmt run directory"):
+        resume_config(tmp_path)
