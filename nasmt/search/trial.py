@@ -82,7 +82,7 @@ def run_trial(config: dict, ctx: TrialContext) -> None:
     t_start = time.time()
     number = int(config[NUMBER_KEY])
     genome = {k: v for k, v in config.items() if k != NUMBER_KEY}
-    spec = None
+    spec, poisoned = None, False
     try:
         from nasmt.data import load_data_cached
         from nasmt.space.derive import replay
@@ -103,12 +103,30 @@ def run_trial(config: dict, ctx: TrialContext) -> None:
             error=failure_reason(e), error_type=type(e).__name__, traceback=traceback.format_exc(limit=8),
             finished_at=time.time(), timings={"total_s": time.time() - t_start},
         )
+        poisoned = poisons_worker(e)
     if rec.status == TrialStatus.FAILED:  # out of the except block: its traceback (the model, tensors) is gone
         send_files(ctx, number, {ERROR_FILE: _json_bytes(rec.to_json())})  # if this fails, Tune errors the trial
+        if poisoned:  # a Tune error: Tune replaces this worker (the record is error.json's all the same)
+            raise TrialError(f"{rec.error} (this worker's device context is unusable: Tune starts another)")
         _release_memory()
         tune.report({FAILED_KEY: True, "final": True})  # no metrics: the schedulers skip it
         return
     tune.report({**rec.metrics, "final": True})
+
+
+def poisons_worker(e: BaseException) -> bool:
+    """A failure after which this process must not train again: a CUDA error other than
+    running out of memory (a device-side assert, an illegal memory access) leaves the
+    device context unusable, and every later trial in the process would fail too."""
+    import torch
+
+    if isinstance(e, torch.OutOfMemoryError):  # recoverable: the allocator's cache is emptied
+        return False
+    if isinstance(e, getattr(torch, "AcceleratorError", ())):
+        return True
+    text = str(e)
+    return any(s in text for s in ("CUDA error", "device-side assert", "CUBLAS_STATUS_", "CUDNN_STATUS_",
+                                   "NCCL error"))
 
 
 def _release_memory() -> None:

@@ -183,3 +183,20 @@ def test_record_callback_stopped_and_failed_records(tmp_path):
     # the stopped trial has the best mean_error there is, yet no Pareto set holds it
     assert pareto_trials(trials, OBJ) == []
     assert any("stopped" in ln for ln in lines) and any("failed" in ln for ln in lines)
+
+
+def test_only_a_broken_device_context_costs_the_trial_its_worker():
+    """A failed trial's worker runs the next trial, except after a CUDA error that leaves
+    the device context unusable (then the trainable raises and Tune starts another)."""
+    import torch
+
+    from nasmt.search.trial import poisons_worker
+
+    assert not poisons_worker(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not poisons_worker(RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x8 and 9x2)"))
+    assert not poisons_worker(ValueError("non-finite loss"))
+    assert poisons_worker(RuntimeError("CUDA error: device-side assert triggered"))
+    assert poisons_worker(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    assert poisons_worker(RuntimeError("cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"))
+    if hasattr(torch, "AcceleratorError"):
+        assert poisons_worker(torch.AcceleratorError("unspecified launch failure"))
