@@ -166,18 +166,19 @@ def _wanted_port(args: list[str]) -> int | None | bool:
 
 
 # The suite runs on two pytest-xdist workers, one test file per work unit (pyproject's
-# addopts: `-n 2 --dist loadfile --no-loadscope-reorder`). The files that cost the most CPU
+# addopts: `-n 2 --dist loadfile --no-loadscope-reorder`). The files that cost the most
 # go first, so the two workers end together instead of one finishing the suite alone
-# (longest-first scheduling). Ordered by measured busy CPU seconds of a serial run (2-core
-# machine: 136, 115, 113, 77, 75, 64, 51, ... s); a file missing here keeps its collection
-# order after them, and within a file the order never changes.
+# (longest-first scheduling). Ordered by each file's seconds (its tests' wall time summed)
+# in a run of the README's test command at f83dc8f on the 2-core machine: 164, 140, 107,
+# 66, 58, 56, 55, 50, 48, 42, 40, 38, 31, 31, 23, 23, 22, 21 s; a file missing here keeps
+# its collection order after them, and within a file the order never changes.
 HEAVY_FIRST = [
-    "search/test_cluster.py", "search/test_oneshot_search.py", "search/test_resume.py",
-    "search/test_faults.py", "search/test_oneshot_train.py", "search/test_oneshot_evaluate.py",
-    "report/test_report_scale.py", "cli/test_readme_search_flags.py", "search/test_warm.py",
-    "benchmarks/test_bench_gpu.py", "baselines/test_baselines_multimnist.py", "search/test_options.py",
-    "search/test_oneshot_tabular.py", "report/test_dashboard_browser.py",
-    "export/test_tabular_suites_export.py", "export/test_mtl_search_export.py", "quant/test_quant_search.py",
+    "search/test_oneshot_search.py", "search/test_resume.py", "search/test_cluster.py",
+    "search/test_oneshot_train.py", "search/test_options.py", "report/test_report_scale.py",
+    "search/test_oneshot_tabular.py", "search/test_oneshot_evaluate.py", "search/test_warm.py",
+    "report/test_dashboard_browser.py", "search/test_faults.py", "export/test_tabular_suites_export.py",
+    "cli/test_readme_search_flags.py", "benchmarks/test_bench_gpu.py", "export/test_mtl_search_export.py",
+    "quant/test_quant_search.py", "model/test_supernet.py", "cli/test_bad_inputs.py",
 ]
 
 
