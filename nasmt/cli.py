@@ -46,7 +46,8 @@ def _add_search_args(p: argparse.ArgumentParser, quick: bool = False):
     p.add_argument("--cpus-per-trial", type=float, default=1.0,
                    help="CPUs per trial, also its torch threads (default %(default)s)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPU share per trial, e.g. 0.25 (default %(default)s)")
-    p.add_argument("--address", default=None, help="join an existing Ray cluster (HOST:PORT) instead of starting one")
+    p.add_argument("--address", default=None, help="join an existing Ray cluster (HOST:PORT) instead of starting one; "
+                   "with --resume: continue the run there from now on (default: the cluster it recorded)")
     p.add_argument("--storage", default=None, metavar="URI",
                    help="where Ray Tune keeps its own files: a path (NFS) or a pyarrow URI such as s3://bucket/prefix "
                    "(default RUN/ray; nasmt's records always go to the run directory)")
@@ -174,13 +175,15 @@ def cmd_search(a):
     if a.resume:
         from nasmt.search import SearchConfig
 
-        # a resumed search keeps the run's own settings (run.json): refuse flags it would ignore
+        # a resumed search keeps the run's own settings (run.json): refuse flags it would
+        # ignore; --address may move it to another cluster (the recorded one is gone, or
+        # came back at another address)
         defaults = vars(build_parser().parse_args(["search", "--resume", a.resume]))
-        given = [k for k, v in vars(a).items() if k not in ("resume", "quiet", "fn") and v != defaults.get(k)]
+        given = [k for k, v in vars(a).items() if k not in ("resume", "quiet", "fn", "address") and v != defaults.get(k)]
         if given:
             flag = "--" + {"fault": "inject-fault"}.get(given[0], given[0]).replace("_", "-")
             raise UserError(f"{flag}: not allowed with --resume (a resumed search keeps the settings in {a.resume}/run.json)")
-        run_search(SearchConfig(space="", tasks="", out=a.resume, quiet=a.quiet), resume=True)
+        run_search(SearchConfig(space="", tasks="", out=a.resume, quiet=a.quiet, address=a.address), resume=True)
         return
     for need in ("space", "tasks", "out"):
         if getattr(a, need) is None:

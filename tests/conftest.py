@@ -1,7 +1,9 @@
 """Shared fixtures. `tiny_run` is one real Ray Tune + Optuna search on real MultiMNIST
-(tiny grammar, few steps), run once per test session (per xdist worker: the suite runs on
-two, see HEAVY_FIRST) and shared read-only by the
-report / export / dashboard tests. Tests that change a run copy it first.
+(tiny grammar, few steps), run once per test run (`built_once`: the first of the xdist
+workers that asks builds it, the other reuses it; the suite runs on two, see HEAVY_FIRST)
+and shared read-only by the report / export / dashboard tests. Tests that change a run
+copy it first; a test that runs trials on a copy passes its own worker's `--address`
+(the run recorded its builder's cluster).
 
 `nasmt(...)` runs the real CLI entry point (`nasmt.cli.main`) in this process and returns
 its exit code, stdout and stderr (see its docstring for when it starts a process instead):
@@ -354,23 +356,45 @@ def kill_session(p: subprocess.Popen) -> None:
         time.sleep(0.2)
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """The folder `build(folder)` fills, made once per test run: the first xdist worker
+    that asks builds it under a file lock, the other waits for it and reuses it (a
+    session fixture alone is built once per worker). Read-only for the tests."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "built-once"  # the run's, all workers'
+    root.mkdir(exist_ok=True)
+    out, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or the worker dies)
+        if not done.exists():  # a worker that failed to build it left no mark: build again
+            shutil.rmtree(out, ignore_errors=True)
+            build(out)
+            done.touch()
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, shared_ray) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    nasmt(
-        "search", "--space", CONV_SPACE, "--tasks", SMALL_SUITE, "--objectives", "mean_error,params",
-        "--trials", 4, "--steps", 30, "--out", out, "--seed", 1, "--sampler", "random", *shared_ray,
-    )
-    return out
+    def build(out):
+        nasmt("search", "--space", CONV_SPACE, "--tasks", SMALL_SUITE, "--objectives", "mean_error,params",
+              "--trials", 4, "--steps", 30, "--out", out, "--seed", 1, "--sampler", "random", *shared_ray)
+
+    return built_once(tmp_path_factory, "tiny", build)
 
 
 @pytest.fixture(scope="session")
 def tiny_finalized(tiny_run, tmp_path_factory) -> tuple[Path, str]:
     """(a copy of tiny_run finalized by `nasmt finalize --epochs 0.2`, that command's
     stdout): shared read-only; tests that change it copy it first."""
-    run = tmp_path_factory.mktemp("finalized") / "fin"
-    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("ray"))
-    return run, nasmt("finalize", run, "--epochs", 0.2).stdout
+    def build(folder):
+        folder.mkdir()
+        shutil.copytree(tiny_run, folder / "fin", ignore=shutil.ignore_patterns("ray"))
+        (folder / "stdout.txt").write_text(nasmt("finalize", folder / "fin", "--epochs", 0.2).stdout)
+
+    folder = built_once(tmp_path_factory, "finalized", build)
+    return folder / "fin", (folder / "stdout.txt").read_text()
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from pathlib import Path
 from ray.tune.stopper import Stopper
 
 from nasmt.errors import ResourceError, RunDirError
-from nasmt.run import (RUN_FILE, TrialStatus, atomic_write_json, count_status, ensure_dir, is_run_dir, pareto_trials,
-                       read_trials)
+from nasmt.run import (RUN_FILE, TrialStatus, atomic_write_json, count_status, ensure_dir, is_run_dir, load_run,
+                       pareto_trials, read_trials)
 from nasmt.search.callback import RecordCallback
 from nasmt.search.config import SearchConfig, check_config
 from nasmt.search.context import TrialContext
@@ -187,6 +187,10 @@ def start_run(cfg: SearchConfig, out: Path, grammar, suite, objectives, resume: 
         ensure_dir(out)
         hold_run_lock(out)  # released by the kernel when this driver dies; resume checks it
         atomic_write_json(out / RUN_FILE, run_record(cfg, grammar, suite, objectives))
+    else:
+        run = load_run(out)
+        if run["config"].get("address") != cfg.address:  # resume --address: the run lives on that cluster now
+            atomic_write_json(out / RUN_FILE, {**run, "config": {**run["config"], "address": cfg.address}})
     return conc
 
 

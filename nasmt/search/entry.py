@@ -17,7 +17,7 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> Path:
     if resume:
         from nasmt.search.resume import prepare_resume
 
-        cfg, done, failed = prepare_resume(out, quiet=cfg.quiet)
+        cfg, done, failed = prepare_resume(out, quiet=cfg.quiet, address=cfg.address)
     else:
         check_out_dir(out)
         done, failed = 0, 0

@@ -244,11 +244,12 @@ def resume_config(out: Path, quiet: bool = False) -> SearchConfig:
     return _config(load_run(out), out, quiet)
 
 
-def prepare_resume(out: Path, quiet: bool = False) -> tuple[SearchConfig, int, int]:
+def prepare_resume(out: Path, quiet: bool = False, address: str | None = None) -> tuple[SearchConfig, int, int]:
     """Check that `out` is a run, take its driver lock, rebuild the SearchConfig from
-    run.json and reconcile records with the journal. Returns (SearchConfig,
-    n_complete, n_failed), where n_failed excludes interrupted trials (they do not
-    count toward --max-failures)."""
+    run.json and reconcile records with the journal. `address` (resume's --address)
+    moves the run to that Ray cluster. Returns
+    (SearchConfig, n_complete, n_failed), where n_failed excludes interrupted trials
+    (they do not count toward --max-failures)."""
     out = Path(out).resolve()
     run = load_run(out)  # RunDirError for a missing / non-run directory
     cfg = _config(run, out, quiet)
@@ -260,6 +261,8 @@ def prepare_resume(out: Path, quiet: bool = False) -> tuple[SearchConfig, int, i
         raise RunDirError(f"{out / RUN_FILE}: no objectives recorded; cannot resume")
     _check_inputs(run, cfg, out)
     hold_run_lock(out)
+    if address:  # run.json records it once the cluster took the driver (driver.start_run)
+        cfg.address = address
     lock = out / (JOURNAL_FILE + ".lock")
     if os.path.lexists(lock):  # left by a killed driver: we hold the run, nobody else writes
         os.unlink(lock)

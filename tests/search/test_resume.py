@@ -21,6 +21,7 @@ from nasmt.cli import main
 from nasmt.errors import RunDirError
 from nasmt.run import INTERRUPTED, TrialStatus, read_jsonl, read_trials, repair_jsonl_tail
 from nasmt.search.lock import LOCKED_MESSAGE
+from nasmt.search import resume_config
 from nasmt.search.resume import INCOMPLETE_ATTR, prepare_resume
 from nasmt.search.samplers.evolution import CROSSOVER, MUTATION, PLAN_ATTR
 from nasmt.space.derive import replay
@@ -215,10 +216,12 @@ def test_resume_closes_a_half_derived_trial_and_never_replays_it(run_copy, mm):
         assert replays(t.params) == (INCOMPLETE_ATTR not in t.user_attrs), t.number
 
 
-def test_resume_repairs_a_torn_journal_tail(run_copy):
+def test_resume_repairs_a_torn_journal_tail(run_copy, shared_ray):
     """The README's promise: a crash mid-append leaves a partial last line in
     study.journal; `nasmt search --resume` cuts it off, continues the study after it, and
-    the study still holds every earlier trial."""
+    the study still holds every earlier trial. The cluster the run recorded is gone (nothing
+    listens at its address): `--resume RUN --address` continues it on another one, and
+    run.json records that one for the next resume."""
     journal = run_copy / "study.journal"
     before = {t.number: (t.state, t.params, t.values) for t in journal_study(run_copy).get_trials(deepcopy=False)}
     last = journal.read_bytes().rstrip(b"\n").rsplit(b"\n", 1)[-1]
@@ -226,9 +229,11 @@ def test_resume_repairs_a_torn_journal_tail(run_copy):
         f.write(last[: len(last) // 2])
     run = json.loads((run_copy / "run.json").read_text())
     run["config"]["trials"] += 1  # the run asked for one trial more than it finished: resume runs it
+    run["config"]["address"] = f"127.0.0.1:{free_port()}"  # its cluster is gone
     (run_copy / "run.json").write_text(json.dumps(run))
-    r = nasmt("search", "--resume", run_copy)
+    r = nasmt("search", "--resume", run_copy, *shared_ray)
     assert "resuming" in r.stdout and "Traceback" not in r.stderr, r.stderr
+    assert resume_config(run_copy).address == shared_ray[1]  # where the next resume goes
     lines = journal.read_bytes().split(b"\n")
     assert lines[-1] == b""  # ends with a newline ...
     for line in lines[:-1]:  # ... and every line is one whole JSON operation (none glued to the torn half)
@@ -288,16 +293,14 @@ def test_repair_jsonl_tail(tmp_path):
     assert not repair_jsonl_tail(f)
 
 
-def test_resume_config_is_the_settings_a_resume_runs_with_and_changes_nothing(run_copy, shared_ray, tmp_path):
+def test_resume_config_is_the_settings_a_resume_runs_with_and_changes_nothing(run_copy, tmp_path):
     """`nasmt.search.resume_config`: run.json's settings (the recorded --address among them,
     the rule the tests' in-process resumes rely on to know which cluster they join),
     read without taking the run's lock or touching its files."""
-    from nasmt.search import resume_config
-
     before = {p.relative_to(run_copy): p.read_bytes() for p in run_copy.rglob("*") if p.is_file()}
-    cfg = resume_config(run_copy)
-    assert cfg.address == shared_ray[1] and cfg.out == str(run_copy.resolve())
-    assert cfg.trials == json.loads((run_copy / "run.json").read_text())["config"]["trials"]
+    cfg, recorded = resume_config(run_copy), json.loads((run_copy / "run.json").read_text())["config"]
+    assert cfg.address == recorded["address"] and cfg.address.startswith("127.0.0.1:")
+    assert cfg.out == str(run_copy.resolve()) and cfg.trials == recorded["trials"]
     assert {p.relative_to(run_copy): p.read_bytes() for p in run_copy.rglob("*") if p.is_file()} == before
     with pytest.raises(RunDirError, match="not a nasmt run directory"):
         resume_config(tmp_path)
