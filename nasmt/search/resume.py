@@ -237,9 +237,10 @@ def _genome_check(cfg: SearchConfig):
 
 
 def resume_config(out: Path, quiet: bool = False) -> SearchConfig:
-    """The settings `nasmt search --resume OUT` runs with: run.json's, its Ray address
-    among them (the recorded --address; None starts a fresh local cluster). Reads only:
-    no lock, no reconciliation. RunDirError when OUT is not a run with a config."""
+    """The settings `nasmt search --resume OUT` (without --address) runs with: run.json's,
+    its Ray address among them (the recorded one; None starts a fresh local cluster).
+    Reads only: no lock, no reconciliation. RunDirError when OUT is not a run with a
+    config."""
     out = Path(out).resolve()
     return _config(load_run(out), out, quiet)
 
@@ -247,9 +248,8 @@ def resume_config(out: Path, quiet: bool = False) -> SearchConfig:
 def prepare_resume(out: Path, quiet: bool = False, address: str | None = None) -> tuple[SearchConfig, int, int]:
     """Check that `out` is a run, take its driver lock, rebuild the SearchConfig from
     run.json and reconcile records with the journal. `address` (resume's --address)
-    moves the run to that Ray cluster. Returns
-    (SearchConfig, n_complete, n_failed), where n_failed excludes interrupted trials
-    (they do not count toward --max-failures)."""
+    moves the run to that Ray cluster. Returns (SearchConfig, n_complete, n_failed),
+    where n_failed excludes interrupted trials (they do not count toward --max-failures)."""
     out = Path(out).resolve()
     run = load_run(out)  # RunDirError for a missing / non-run directory
     cfg = _config(run, out, quiet)
